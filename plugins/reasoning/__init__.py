@@ -1,0 +1,1 @@
+"""Reasoning parsers for ERNIE-4.5-VL and Qwen-VL models."""

@@ -1,0 +1,176 @@
+"""Config -> argv, without a server: schema, interpolation, vLLM's parser, CLI exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from vl_serve import config as config_mod
+from vl_serve import launch
+from vl_serve.argv import build_argv, vllm_parser
+from vl_serve.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = sorted((REPO / "deploy" / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_configs_validate_and_parse_with_vllm(path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("VL_SERVE_API_KEY", "sk-test-not-printed")
+    cfg = config_mod.load(path)
+    plan = launch.prepare(cfg, build=False)
+    args = vllm_parser().parse_args(plan.argv)
+    assert args.model_tag == launch.model_path(cfg, build=False)
+    if cfg.max_model_len:
+        assert args.max_model_len == cfg.max_model_len
+    if cfg.limit_mm_per_prompt:
+        assert dict(args.limit_mm_per_prompt) == cfg.limit_mm_per_prompt
+    assert args.port == cfg.server.port
+
+
+def _cfg(**data: Any) -> config_mod.VLServeConfig:
+    return config_mod.from_dict({"model": "Qwen/Qwen3-VL-4B-Instruct", **data}, "x.yaml")
+
+
+def test_fields_map_to_vllm_flags() -> None:
+    cfg = _cfg(
+        tensor_parallel_size=8,
+        max_model_len=32768,
+        max_num_seqs=32,
+        quantization="fp8",
+        limit_mm_per_prompt={"image": 10, "video": 3},
+        mm_processor_kwargs={"video_max_frames": 30},
+        distributed_executor_backend="ray",
+        reasoning={"parser": "qwen3"},
+        media={"allowed_domains": ["example.com"], "allowed_local_media_path": "/srv/media"},
+        vllm_args={"enforce_eager": True, "enable-prefix-caching": False},
+    )
+    args = vllm_parser().parse_args(build_argv(cfg, cfg.model))
+    assert args.tensor_parallel_size == 8
+    assert args.max_model_len == 32768
+    assert args.quantization == "fp8"
+    assert dict(args.limit_mm_per_prompt) == {"image": 10, "video": 3}
+    assert args.mm_processor_kwargs == {"video_max_frames": 30}
+    assert args.distributed_executor_backend == "ray"
+    assert args.reasoning_parser == "qwen3"
+    assert args.allowed_media_domains == ["example.com"]
+    assert args.allowed_local_media_path == "/srv/media"
+    assert args.enforce_eager is True
+    assert args.enable_prefix_caching is False
+    assert args.middleware == ["vl_serve.middleware.DialectMiddleware"]
+
+
+BAD = [
+    pytest.param({"max_num_seqs": 0}, "max_num_seqs", "greater than or equal to 1", id="bound"),
+    pytest.param({"tensor_paralel_size": 2}, "tensor_paralel_size", "unknown field", id="typo"),
+    pytest.param({"server": {"prot": 1}}, "server.prot", "allowed here: api_key_env", id="nested"),
+    pytest.param({"server": {"port": 70000}}, "server.port", "65535", id="port"),
+    pytest.param({"quantization": "wint4"}, "quantization", "'awq'", id="wint4"),
+    pytest.param({"quantization": "wint8"}, "quantization", "experts_int8", id="wint8"),
+    pytest.param({"dtype": "fp64"}, "dtype", "bfloat16", id="dtype"),
+    pytest.param({"limit_mm_per_prompt": {"imgs": 1}}, "limit_mm_per_prompt", "image", id="mm"),
+    pytest.param({"model": "baidu/ERNIE-4.5-VL-424B-A47B-Paddle"}, "<root>", "-PT", id="paddle"),
+    pytest.param({"media": {"allowed_local_media_path": "rel/dir"}}, "media", "absolute", id="rel"),
+]
+
+
+@pytest.mark.parametrize(("data", "field", "fix"), BAD)
+def test_bad_config_names_field_value_and_fix(data: dict[str, Any], field: str, fix: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _cfg(**data)
+    line = info.value.line()
+    assert line.startswith(f"x.yaml: {field}")
+    assert fix in line
+    assert "\n" not in line
+
+
+VLLM_ARGS_BAD = [
+    pytest.param({"no_such_flag": 1}, "Unknown vLLM argument 'no_such_flag'", id="unknown"),
+    pytest.param({"max_model_len": 10}, "field 'max_model_len'", id="owned"),
+    pytest.param({"api-key": "x"}, "server.api_key_env", id="owned-secret"),
+    pytest.param({"port": 1}, "server.port", id="owned-port"),
+    pytest.param({"block_size": "huge"}, "vLLM rejects", id="bad-value"),
+]
+
+
+@pytest.mark.parametrize(("vllm_args", "message"), VLLM_ARGS_BAD)
+def test_vllm_args_checked_against_vllm_parser(vllm_args: dict[str, Any], message: str) -> None:
+    cfg = _cfg(vllm_args=vllm_args)
+    with pytest.raises(ConfigError) as info:
+        build_argv(cfg, cfg.model)
+    assert message in info.value.line()
+
+
+def test_interpolation(monkeypatch: Any) -> None:
+    monkeypatch.setenv("MODEL_DIR", "/models/qwen")
+    monkeypatch.delenv("UNSET_PORT", raising=False)
+    cfg = config_mod.from_dict(
+        {"model": "${MODEL_DIR}/vl", "server": {"port": "${UNSET_PORT:-9001}"}}, "x.yaml"
+    )
+    assert cfg.model == "/models/qwen/vl"
+    assert cfg.server.port == 9001
+    with pytest.raises(ConfigError, match=r"x.yaml: model = '\$\{NOPE_VAR\}'.*NOPE_VAR is not set"):
+        config_mod.from_dict({"model": "${NOPE_VAR}"}, "x.yaml")
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "vl_serve.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+        check=False,
+    )
+
+
+def test_cli_print_args_check_and_errors(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        yaml.safe_dump(
+            {
+                "model": "Qwen/Qwen2.5-VL-3B-Instruct",
+                "server": {"port": 8123, "api_key_env": "MY_KEY"},
+                "vllm_args": {"enforce_eager": True},
+            }
+        )
+    )
+    secret = "sk-very-secret-value"
+    out = _cli("print-args", "--config", str(good), "--port", "9000", "--json",
+               env={"MY_KEY": secret})
+    assert out.returncode == 0, out.stderr
+    argv = json.loads(out.stdout)
+    assert argv[0] == "Qwen/Qwen2.5-VL-3B-Instruct"
+    assert argv[argv.index("--port") + 1] == "9000"
+    assert "--enforce-eager" in argv
+    assert secret not in out.stdout + out.stderr
+    assert "--api-key" not in argv
+
+    assert _cli("check", "--config", str(good), env={"MY_KEY": secret}).returncode == 0
+    missing = _cli("check", "--config", str(good), env={"MY_KEY": ""})
+    assert missing.returncode == 2
+    assert "server.api_key_env" in missing.stderr and "MY_KEY" in missing.stderr
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: x\nmax_num_seqs: -3\n")
+    out = _cli("check", "--config", str(bad))
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert lines == [f"error: {bad}: max_num_seqs = -3: Input should be greater than or equal to 1"]
+    assert "Traceback" not in out.stderr
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: [unclosed\n")
+    out = _cli("check", "--config", str(broken))
+    assert out.returncode == 2 and str(broken) in out.stderr and "Traceback" not in out.stderr
+
+    out = _cli("check", "--config", str(tmp_path / "missing.yaml"))
+    assert out.returncode == 2 and "cannot read the file" in out.stderr

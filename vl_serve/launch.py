@@ -1,0 +1,90 @@
+"""Validated config -> the vLLM command line and environment -> vLLM's own server.
+
+vl-serve execs ``vllm serve`` (as ``python -m vllm.entrypoints.cli.main serve``, with this
+interpreter) so vLLM's parser, validation and server run unchanged and signals reach vLLM directly.
+The project's plugins load in every vLLM process through the ``vllm.general_plugins`` entry point.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+
+from vl_serve import builtin_models, runtime
+from vl_serve.argv import build_argv
+from vl_serve.config import VLServeConfig
+from vl_serve.errors import ConfigError
+
+log = logging.getLogger("vl_serve")
+
+VLLM_MODULE = "vllm.entrypoints.cli.main"
+SECRET_ENV = "VLLM_API_KEY"
+
+
+@dataclass
+class Launch:
+    """What vl-serve runs: ``vllm serve <argv>`` with ``env`` added to the environment."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", VLLM_MODULE, "serve", *self.argv]
+
+    def display(self) -> str:
+        """The command as a shell line; secrets are never part of it."""
+        return shlex.join(["vllm", "serve", *self.argv])
+
+
+def model_path(cfg: VLServeConfig, *, build: bool) -> str:
+    name = cfg.builtin_name
+    if name is None:
+        return cfg.model
+    if build:
+        return str(builtin_models.ensure_built(name))
+    return str(builtin_models.model_dir(name))
+
+
+def prepare(cfg: VLServeConfig, *, build: bool = True, check: bool = True) -> Launch:
+    """Resolve the model, build and check the argv, and collect the environment for vLLM."""
+    path = model_path(cfg, build=build)
+    argv = build_argv(cfg, path, check=check)
+    env: dict[str, str] = dict(cfg.env)
+    if cfg.builtin_name is not None:
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if cfg.served_model_name is None and cfg.builtin_name is not None:
+        # Clients should not need the cache path as the model name.
+        argv += ["--served-model-name", cfg.model]
+    env[runtime.ENV] = runtime.encode(runtime.runtime_sections(cfg))
+    return Launch(argv=argv, env=env)
+
+
+def secret_env(cfg: VLServeConfig) -> dict[str, str]:
+    """The API key, read from the variable the config names (never logged, never in argv)."""
+    name = cfg.server.api_key_env
+    if name is None:
+        return {}
+    key = os.environ.get(name)
+    if not key:
+        raise ConfigError(
+            "server.api_key_env",
+            name,
+            f"environment variable {name} is not set or empty; export the API key in it",
+        )
+    return {SECRET_ENV: key}
+
+
+def exec_vllm(cfg: VLServeConfig, launch: Launch) -> None:
+    """Replace this process with vLLM's server."""
+    env = {**os.environ, **launch.env, **secret_env(cfg)}
+    if cfg.server.api_key_env is None:
+        env.pop(SECRET_ENV, None)  # a stray VLLM_API_KEY would silently turn auth on
+    log.info("starting: %s", launch.display())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    cmd = launch.command()
+    os.execve(cmd[0], cmd, env)

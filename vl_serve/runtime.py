@@ -1,0 +1,43 @@
+"""Settings handed from the launcher to code running inside vLLM's API server (middleware).
+
+vLLM instantiates ``--middleware`` classes itself, without arguments, so the launcher passes the
+validated config sections they need as JSON in one environment variable.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from typing import Any
+
+ENV = "VL_SERVE_RUNTIME"
+
+
+def encode(settings: dict[str, Any]) -> str:
+    return json.dumps(settings, separators=(",", ":"), sort_keys=True)
+
+
+@functools.cache
+def settings() -> dict[str, Any]:
+    """The settings of this server: ``{"reasoning": {...}, "media": {...}, ...}`` (config sections).
+
+    Outside a vl-serve launched server (unit tests, plain ``vllm serve --middleware ...``) this
+    falls back to the config schema's defaults.
+    """
+    raw = os.environ.get(ENV)
+    if raw:
+        return dict(json.loads(raw))
+    from vl_serve.config import VLServeConfig
+
+    return runtime_sections(VLServeConfig(model="unset"))
+
+
+def runtime_sections(cfg: Any) -> dict[str, Any]:
+    """The parts of a VLServeConfig that code inside the server needs."""
+    return {
+        "reasoning": cfg.reasoning.model_dump(mode="json"),
+        "media": cfg.media.model_dump(mode="json"),
+        "limit_mm_per_prompt": cfg.limit_mm_per_prompt,
+        "served_model_name": cfg.served_model_name or cfg.model,
+    }
