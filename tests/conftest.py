@@ -13,12 +13,31 @@ from pathlib import Path
 import pytest
 
 
-def png_bytes(width: int = 64, height: int = 64, color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+def png_bytes(
+    width: int = 64, height: int = 64, color: tuple[int, int, int] = (200, 30, 30)
+) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
     Image.new("RGB", (width, height), color).save(buf, "PNG")
     return buf.getvalue()
+
+
+def mp4_bytes(frames: int = 8, size: int = 64, fps: float = 4.0) -> bytes:
+    """A small MP4 (mp4v) made locally with OpenCV, the decoder vLLM uses on CPU."""
+    import tempfile
+
+    import cv2
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/clip.mp4"
+        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
+        for i in range(frames):
+            frame = np.full((size, size, 3), (i * 30) % 256, dtype=np.uint8)
+            writer.write(frame)
+        writer.release()
+        return Path(path).read_bytes()
 
 
 def data_url(payload: bytes, mime: str = "image/png") -> str:
@@ -30,7 +49,7 @@ def image_part(url: str) -> dict[str, object]:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

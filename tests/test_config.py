@@ -56,7 +56,9 @@ def test_fields_map_to_vllm_flags() -> None:
     assert args.max_model_len == 32768
     assert args.quantization == "fp8"
     assert dict(args.limit_mm_per_prompt) == {"image": 10, "video": 3}
-    assert args.mm_processor_kwargs == {"video_max_frames": 30}
+    # FastDeploy's video_max_frames is vLLM's video loader num_frames.
+    assert args.mm_processor_kwargs is None
+    assert args.media_io_kwargs == {"video": {"num_frames": 30}}
     assert args.distributed_executor_backend == "ray"
     assert args.reasoning_parser == "qwen3"
     assert args.allowed_media_domains == ["example.com"]
@@ -144,8 +146,9 @@ def test_cli_print_args_check_and_errors(tmp_path: Path) -> None:
         )
     )
     secret = "sk-very-secret-value"
-    out = _cli("print-args", "--config", str(good), "--port", "9000", "--json",
-               env={"MY_KEY": secret})
+    out = _cli(
+        "print-args", "--config", str(good), "--port", "9000", "--json", env={"MY_KEY": secret}
+    )
     assert out.returncode == 0, out.stderr
     argv = json.loads(out.stdout)
     assert argv[0] == "Qwen/Qwen2.5-VL-3B-Instruct"

@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import data_url, image_part, png_bytes
+from tests.conftest import data_url, image_part, mp4_bytes, png_bytes
 from tests.vlserver import VLServer, tiny_config
 
 pytestmark = pytest.mark.e2e
@@ -73,12 +73,19 @@ def test_text_chat_forced_output(client: openai.OpenAI, stream: bool) -> None:
         assert resp.usage.prompt_tokens > 0
         return
     chunks = list(
-        chat(client, "Say hello.", stream=True, extra_body=extra,
-             stream_options={"include_usage": True})
+        chat(
+            client,
+            "Say hello.",
+            stream=True,
+            extra_body=extra,
+            stream_options={"include_usage": True},
+        )
     )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == FORCED
-    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finishes = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert finishes == ["stop"]
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
 
@@ -114,7 +121,9 @@ def test_image_inputs_every_source(
 def test_two_images_then_third_rejected(client: openai.OpenAI) -> None:
     one = data_url(png_bytes(64, 64))
     single = _prompt_tokens(client, [image_part(one)])
-    double = _prompt_tokens(client, [image_part(one), image_part(data_url(png_bytes(64, 64, (0, 99, 0))))])
+    double = _prompt_tokens(
+        client, [image_part(one), image_part(data_url(png_bytes(64, 64, (0, 99, 0))))]
+    )
     assert double > single
     with pytest.raises(openai.BadRequestError) as info:
         chat(client, [image_part(one)] * 3)
@@ -123,6 +132,13 @@ def test_two_images_then_third_rejected(client: openai.OpenAI) -> None:
     assert "At most 2 image" in str(err.get("message"))
     # The server keeps serving.
     assert _prompt_tokens(client, [image_part(one)]) == single
+
+
+def test_video_mp4(client: openai.OpenAI) -> None:
+    text_only = _prompt_tokens(client, [{"type": "text", "text": "What happens?"}])
+    video = {"type": "video_url", "video_url": {"url": data_url(mp4_bytes(), "video/mp4")}}
+    with_video = _prompt_tokens(client, [video, {"type": "text", "text": "What happens?"}])
+    assert with_video > text_only + 4
 
 
 def test_file_outside_allowed_folder_refused(client: openai.OpenAI, media_dir: Path) -> None:
@@ -145,7 +161,7 @@ def test_health_and_metrics(server: VLServer, client: openai.OpenAI) -> None:
     chat(client, "warm", max_tokens=2)
     metrics = httpx.get(server.url("/metrics")).text
     assert "vllm:num_requests_running" in metrics
-    assert 'vllm:request_success_total{' in metrics
+    assert "vllm:request_success_total{" in metrics
 
 
 def test_plugin_entry_point_loaded_in_server(server: VLServer) -> None:

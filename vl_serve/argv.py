@@ -28,7 +28,6 @@ DIRECT_FIELDS = (
     "dtype",
     "quantization",
     "limit_mm_per_prompt",
-    "mm_processor_kwargs",
 )
 
 # vLLM destinations that a schema field owns, and the field to use instead.
@@ -43,6 +42,8 @@ OWNED = {
     "reasoning_parser": "reasoning.parser",
     "allowed_media_domains": "media.allowed_domains",
     "allowed_local_media_path": "media.allowed_local_media_path",
+    "mm_processor_kwargs": "mm_processor_kwargs",
+    "media_io_kwargs": "media_io_kwargs",
     "middleware": "(set by vl-serve)",
 }
 
@@ -61,7 +62,7 @@ def vllm_parser() -> argparse.ArgumentParser:
     try:  # vLLM >= 0.11
         from vllm.utils.argparse_utils import FlexibleArgumentParser
     except ImportError:  # pragma: no cover - older layouts
-        from vllm.utils import FlexibleArgumentParser  # type: ignore[no-redef,attr-defined]
+        from vllm.utils import FlexibleArgumentParser  # type: ignore[no-redef,attr-defined,unused-ignore]
 
     subparsers = FlexibleArgumentParser(prog="vllm").add_subparsers()
     parser: argparse.ArgumentParser = ServeSubcommand().subparser_init(subparsers)
@@ -102,6 +103,19 @@ def _render(flag: str, value: Any, action: argparse.Action | None) -> list[str]:
     return [flag, str(value)]
 
 
+def multimodal_kwargs(cfg: VLServeConfig) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(mm_processor_kwargs, media_io_kwargs) with FastDeploy's names mapped to vLLM's.
+
+    FastDeploy's ``video_max_frames`` caps the frames sampled from a video; in vLLM that is the
+    video loader's ``num_frames`` (``--media-io-kwargs '{"video": {"num_frames": N}}'``).
+    """
+    mm = dict(cfg.mm_processor_kwargs or {})
+    io = {k: dict(v) for k, v in (cfg.media_io_kwargs or {}).items()}
+    if "video_max_frames" in mm:
+        io.setdefault("video", {})["num_frames"] = mm.pop("video_max_frames")
+    return mm or None, io or None
+
+
 def _field_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -118,6 +132,9 @@ def build_argv(cfg: VLServeConfig, model_path: str, *, check: bool = True) -> li
         value = getattr(cfg, name)
         if value != defaults[name].default or name in cfg.model_fields_set:
             argv += _render(_field_flag(name), value, None)
+    mm_kwargs, io_kwargs = multimodal_kwargs(cfg)
+    argv += _render("--mm-processor-kwargs", mm_kwargs, None)
+    argv += _render("--media-io-kwargs", io_kwargs, None)
     if cfg.trust_remote_code:
         argv.append("--trust-remote-code")
     argv += ["--host", cfg.server.host, "--port", str(cfg.server.port)]
@@ -143,7 +160,9 @@ def build_argv(cfg: VLServeConfig, model_path: str, *, check: bool = True) -> li
             raise ConfigError(field, value, f"set this with the field '{OWNED[dest]}' instead")
         action = actions.get(dest)
         if action is None:
-            raise ConfigError(field, value, f"Unknown vLLM argument '{key}'; see `vllm serve --help`")
+            raise ConfigError(
+                field, value, f"Unknown vLLM argument '{key}'; see `vllm serve --help`"
+            )
         argv += _render(_flag(action), value, action)
     try:
         parser.parse_args(argv)

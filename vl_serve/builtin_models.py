@@ -24,7 +24,7 @@ from typing import Any
 from vl_serve.errors import ConfigError
 
 # Bump when a builder's output changes, so caches rebuild.
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 SEED = 1234
 
 QWEN_SPECIAL = [
@@ -44,7 +44,14 @@ QWEN_SPECIAL = [
     "<|video_pad|>",
 ]
 # Added as ordinary (non-special) tokens, as in Qwen3's tokenizer: they survive decoding.
-QWEN_ADDED = ["<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"]
+QWEN_ADDED = [
+    "<think>",
+    "</think>",
+    "<tool_call>",
+    "</tool_call>",
+    "<tool_response>",
+    "</tool_response>",
+]
 
 # Qwen3 hybrid chat template, reduced: honours enable_thinking (false closes an empty think block
 # in the prompt), images/videos as vision pads, tool calls, and strips earlier turns' reasoning.
@@ -89,13 +96,7 @@ QWEN3_VL_CHAT_TEMPLATE = r"""{%- set image_count = namespace(value=0) -%}
 {% endif -%}
 {%- endif -%}"""
 
-_CORPUS_WORDS = (
-    "the a an of to and in is it that for on with as this was are be by at or from image video "
-    "picture photo frame color red green blue yellow black white cat dog car tree house person "
-    "answer question think reason step first second then so because therefore yes no maybe "
-    "hello world model vision language serve request response token text number one two three "
-    "four five six seven eight nine ten zero left right top bottom center small large"
-).split()
+_CORPUS_WORDS = ["the", "a", "an", "of", "to", "and", "in", "is", "it", "that", "for", "on", "with", "as", "this", "was", "are", "be", "by", "at", "or", "from", "image", "video", "picture", "photo", "frame", "color", "red", "green", "blue", "yellow", "black", "white", "cat", "dog", "car", "tree", "house", "person", "answer", "question", "think", "reason", "step", "first", "second", "then", "so", "because", "therefore", "yes", "no", "maybe", "hello", "world", "model", "vision", "language", "serve", "request", "response", "token", "text", "number", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "zero", "left", "right", "top", "bottom", "center", "small", "large"]
 
 
 def _corpus() -> Iterator[str]:
@@ -227,6 +228,7 @@ def build_tiny_qwen3_vl(out: Path) -> None:
         temporal_patch_size=2,
         fps=2,
         max_frames=16,
+        cap_pixels_per_frame=True,  # qwen-vl-utils' per-frame budget (transformers' future default)
     )
     processor = Qwen3VLProcessor(
         image_processor=image_processor,
@@ -253,7 +255,9 @@ def model_dir(name: str) -> Path:
     """Where a builtin model lives (whether or not it is built yet)."""
     if name not in BUILDERS:
         raise ConfigError(
-            "model", f"builtin:{name}", f"unknown builtin model; choose one of: {', '.join(BUILDERS)}"
+            "model",
+            f"builtin:{name}",
+            f"unknown builtin model; choose one of: {', '.join(BUILDERS)}",
         )
     return cache_root() / f"{name}-v{BUILDER_VERSION}"
 
@@ -290,4 +294,8 @@ def ensure_built(name: str) -> Path:
 
 
 def describe(name: str) -> dict[str, Any]:
-    return {"name": name, "path": str(model_dir(name)), "built": (model_dir(name) / "config.json").exists()}
+    return {
+        "name": name,
+        "path": str(model_dir(name)),
+        "built": (model_dir(name) / "config.json").exists(),
+    }

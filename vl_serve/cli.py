@@ -88,12 +88,12 @@ def run(argv: list[str]) -> int:
                 print(json.dumps(plan.argv) if args.json else plan.display())
                 return 0
             if args.command == "check":
-                launch.prepare(cfg, build=False)
                 launch.secret_env(cfg)
+                launch.prepare(cfg, build=False)
                 print(f"{source}: ok")
                 return 0
-            plan = launch.prepare(cfg, build=True)
             launch.secret_env(cfg)
+            plan = launch.prepare(cfg, build=True)
         except ConfigError as err:
             raise err.with_source(source) from None
         launch.exec_vllm(cfg, plan)

@@ -298,6 +298,13 @@ class VLServeConfig(_Model):
         None,
         description="Keyword arguments for the model's multimodal processor (e.g. video_max_frames).",
     )
+    media_io_kwargs: dict[str, dict[str, Any]] | None = Field(
+        None,
+        description=(
+            "Per-modality media loading options (vLLM --media-io-kwargs), e.g. "
+            "{video: {num_frames: 32}}. FastDeploy's mm_processor_kwargs.video_max_frames maps here."
+        ),
+    )
     server: ServerConfig = Field(default_factory=ServerConfig, description="Listening and auth.")
     reasoning: ReasoningConfig = Field(
         default_factory=ReasoningConfig, description="Reasoning split and dialect."
@@ -428,7 +435,9 @@ def load(path: str | os.PathLike[str]) -> VLServeConfig:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError("<file>", source, f"cannot read the file ({exc.strerror})", source) from None
+        raise ConfigError(
+            "<file>", source, f"cannot read the file ({exc.strerror})", source
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
