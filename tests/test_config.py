@@ -47,7 +47,7 @@ def test_fields_map_to_vllm_flags() -> None:
         limit_mm_per_prompt={"image": 10, "video": 3},
         mm_processor_kwargs={"video_max_frames": 30},
         distributed_executor_backend="ray",
-        reasoning={"parser": "qwen3"},
+        reasoning={"parser": "qwen3", "default_enable_thinking": False},
         media={"allowed_domains": ["example.com"], "allowed_local_media_path": "/srv/media"},
         vllm_args={"enforce_eager": True, "enable-prefix-caching": False},
     )
@@ -61,8 +61,10 @@ def test_fields_map_to_vllm_flags() -> None:
     assert args.media_io_kwargs == {"video": {"num_frames": 30}}
     assert args.distributed_executor_backend == "ray"
     assert args.reasoning_parser == "qwen3"
-    assert args.allowed_media_domains == ["example.com"]
-    assert args.allowed_local_media_path == "/srv/media"
+    assert args.default_chat_template_kwargs == {"enable_thinking": False}
+    # vLLM fetches nothing itself: the middleware fetches, checks and inlines every item.
+    assert args.allowed_media_domains == ["media.invalid"]
+    assert args.allowed_local_media_path in (None, "")
     assert args.enforce_eager is True
     assert args.enable_prefix_caching is False
     assert args.middleware == ["vl_serve.middleware.DialectMiddleware"]

@@ -36,7 +36,10 @@ def allowed_dir() -> Iterator[Path]:
 def server(allowed_dir: Path) -> Iterator[VLServer]:
     config = tiny_config(
         server={"api_key_env": API_KEY_ENV},
-        media={"allowed_local_media_path": str(allowed_dir), "allowed_domains": ["127.0.0.1"]},
+        media={
+            "allowed_local_media_path": str(allowed_dir),
+            "allowed_networks": ["127.0.0.1/32"],  # the loopback media server of this module
+        },
     )
     srv = VLServer(config, env={API_KEY_ENV: API_KEY}, name="basic")
     yield srv
@@ -129,7 +132,9 @@ def test_two_images_then_third_rejected(client: openai.OpenAI) -> None:
         chat(client, [image_part(one)] * 3)
     err = info.value.body
     assert isinstance(err, dict)
-    assert "At most 2 image" in str(err.get("message"))
+    # Refused by vl-serve before any model work, naming the item and the limit.
+    assert err["param"] == "messages[0].content[2]"
+    assert "at most 2" in err["message"] and "limit_mm_per_prompt.image" in err["message"]
     # The server keeps serving.
     assert _prompt_tokens(client, [image_part(one)]) == single
 

@@ -62,7 +62,10 @@ class VLServer:
             self.base_url = self.external.rstrip("/")
             return
         port = free_port()
-        config = {**config, "server": {**config.get("server", {}), "host": "127.0.0.1", "port": port}}
+        config = {
+            **config,
+            "server": {**config.get("server", {}), "host": "127.0.0.1", "port": port},
+        }
         self.config_path = Path(self._tmp.name) / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.base_url = f"http://127.0.0.1:{port}"

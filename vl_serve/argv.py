@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 from typing import Any
 
 from vl_serve.config import VLServeConfig
@@ -48,6 +49,8 @@ OWNED = {
 }
 
 MIDDLEWARE = "vl_serve.middleware.DialectMiddleware"
+# A reserved name (RFC 2606) that no URL can usefully name: vLLM's own fetcher allows nothing.
+NO_FETCH_DOMAIN = "media.invalid"
 
 
 class _ParserError(Exception):
@@ -116,6 +119,19 @@ def multimodal_kwargs(cfg: VLServeConfig) -> tuple[dict[str, Any] | None, dict[s
     return mm or None, io or None
 
 
+def vllm_env(cfg: VLServeConfig) -> dict[str, str]:
+    """vLLM's own media limits, set from the config as a second line behind the middleware."""
+    media = cfg.media
+    item_bytes = max(media.max_item_bytes, media.max_video_bytes or 0)
+    return {
+        "VLLM_MEDIA_URL_ALLOW_REDIRECTS": "0",
+        "VLLM_MAX_MEDIA_DOWNLOAD_SIZE_MB": str(max(1, math.ceil(item_bytes / 2**20))),
+        "VLLM_MAX_IMAGE_PIXELS": str(max(media.max_image_pixels, media.max_video_frame_pixels)),
+        "VLLM_IMAGE_FETCH_TIMEOUT": str(math.ceil(media.fetch_timeout_s)),
+        "VLLM_VIDEO_FETCH_TIMEOUT": str(math.ceil(media.fetch_timeout_s)),
+    }
+
+
 def _field_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -140,14 +156,21 @@ def build_argv(cfg: VLServeConfig, model_path: str, *, check: bool = True) -> li
     argv += ["--host", cfg.server.host, "--port", str(cfg.server.port)]
     if cfg.reasoning.parser:
         argv += ["--reasoning-parser", cfg.reasoning.parser]
-    if cfg.media.allowed_domains is not None:
-        argv += ["--allowed-media-domains", *cfg.media.allowed_domains]
-    if cfg.media.allowed_local_media_path:
-        argv += ["--allowed-local-media-path", cfg.media.allowed_local_media_path]
+    template_kwargs = dict(cfg.vllm_args.get("default_chat_template_kwargs") or {})
+    if cfg.reasoning.default_enable_thinking is not None:
+        # Reaches the chat template and the reasoning parser; a request's own value wins.
+        template_kwargs["enable_thinking"] = cfg.reasoning.default_enable_thinking
+    argv += _render("--default-chat-template-kwargs", template_kwargs or None, None)
+    # vl-serve's middleware fetches and checks every media item and hands vLLM data: URLs, so
+    # vLLM itself may fetch nothing (a backstop should anything slip past the middleware) and
+    # reads no local file (no --allowed-local-media-path).
+    argv += ["--allowed-media-domains", NO_FETCH_DOMAIN]
     argv += ["--middleware", MIDDLEWARE]
 
     if not check:
         for key, value in cfg.vllm_args.items():
+            if key.replace("-", "_") == "default_chat_template_kwargs":
+                continue
             argv += _render(_field_flag(key.replace("-", "_")), value, None)
         return argv
 
@@ -156,6 +179,8 @@ def build_argv(cfg: VLServeConfig, model_path: str, *, check: bool = True) -> li
     for key, value in cfg.vllm_args.items():
         dest = key.replace("-", "_")
         field = f"vllm_args.{key}"
+        if dest == "default_chat_template_kwargs":
+            continue  # merged above with reasoning.default_enable_thinking
         if dest in OWNED:
             raise ConfigError(field, value, f"set this with the field '{OWNED[dest]}' instead")
         action = actions.get(dest)

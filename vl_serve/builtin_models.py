@@ -24,7 +24,7 @@ from typing import Any
 from vl_serve.errors import ConfigError
 
 # Bump when a builder's output changes, so caches rebuild.
-BUILDER_VERSION = "2"
+BUILDER_VERSION = "3"
 SEED = 1234
 
 QWEN_SPECIAL = [
@@ -53,8 +53,10 @@ QWEN_ADDED = [
     "</tool_response>",
 ]
 
-# Qwen3 hybrid chat template, reduced: honours enable_thinking (false closes an empty think block
-# in the prompt), images/videos as vision pads, tool calls, and strips earlier turns' reasoning.
+# Qwen3-VL chat template, reduced, covering the three prompt shapes of Qwen's templates:
+# enable_thinking false closes an empty think block in the prompt (hybrid/Instruct), true opens
+# one (Thinking: the model continues inside it), unset leaves thinking to the model. Images and
+# videos become vision pads; tool calls; earlier turns' reasoning is stripped from history.
 QWEN3_VL_CHAT_TEMPLATE = r"""{%- set image_count = namespace(value=0) -%}
 {%- set video_count = namespace(value=0) -%}
 {%- macro render_content(content) -%}
@@ -93,6 +95,7 @@ QWEN3_VL_CHAT_TEMPLATE = r"""{%- set image_count = namespace(value=0) -%}
 
 </think>
 
+{% elif enable_thinking is defined and enable_thinking %}<think>
 {% endif -%}
 {%- endif -%}"""
 

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 
 from vl_serve import builtin_models, runtime
-from vl_serve.argv import build_argv
+from vl_serve.argv import build_argv, vllm_env
 from vl_serve.config import VLServeConfig
 from vl_serve.errors import ConfigError
 
@@ -52,7 +52,7 @@ def prepare(cfg: VLServeConfig, *, build: bool = True, check: bool = True) -> La
     """Resolve the model, build and check the argv, and collect the environment for vLLM."""
     path = model_path(cfg, build=build)
     argv = build_argv(cfg, path, check=check)
-    env: dict[str, str] = dict(cfg.env)
+    env: dict[str, str] = {**vllm_env(cfg), **cfg.env}
     if cfg.builtin_name is not None:
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("TRANSFORMERS_OFFLINE", "1")

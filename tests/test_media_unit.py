@@ -1,0 +1,965 @@
+"""vl_serve.media without a vLLM server: every accepted form, every refusal, and the bounds.
+
+Network tests only ever reach HTTP servers started here on 127.0.0.0/8 (127.0.0.1 and
+127.0.0.2); refused URLs naming other addresses are refused before any connection is tried.
+Tests that need the loopback media server allow it explicitly in their settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import io
+import os
+import re
+import socket
+import struct
+import threading
+import time
+import tracemalloc
+import zlib
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from PIL import Image
+
+from vl_serve import media_fetch
+from vl_serve.config import MediaConfig
+from vl_serve.media import MediaError, body_too_large, prepare_request, sanitize_mm_kwargs
+from vl_serve.media_fetch import FetchPolicy, GuardedResolver, address_allowed
+
+MB = 1024 * 1024
+LOOPBACK: dict[str, Any] = {"allowed_networks": ["127.0.0.0/8"]}
+
+
+# ------------------------------------------------------------------------------------------
+# Media samples
+
+
+def image_bytes(fmt: str, size: tuple[int, int] = (64, 48), color: Any = (200, 30, 30)) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "GIF":
+        frames = [Image.new("RGB", size, color), Image.new("RGB", size, (0, 0, 255))]
+        frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    else:
+        Image.new("RGB", size, color).save(buf, fmt)
+    return buf.getvalue()
+
+
+def pixel_bomb_png(side: int = 20_000) -> bytes:
+    """A valid PNG of a ``side`` x ``side`` 1-bit image: tens of KB that decode to 400 MP."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    comp = zlib.compressobj(9)
+    row = b"\x00" * (1 + (side + 7) // 8)
+    idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def video_bytes(ext: str, frames: int = 20, fps: float = 10.0, size: tuple[int, int] = (64, 48)):
+    cv2 = pytest.importorskip("cv2")
+    np = pytest.importorskip("numpy")
+    import tempfile
+
+    fourcc = {"mp4": "mp4v", "webm": "VP80"}[ext]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, f"v.{ext}")
+        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), fps, size)
+        for i in range(frames):
+            writer.write(np.full((size[1], size[0], 3), (i * 12) % 256, np.uint8))
+        writer.release()
+        return Path(path).read_bytes()
+
+
+def data_url(mime: str, data: bytes) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def decode_data_url(url: str) -> bytes:
+    assert url.startswith("data:"), url[:40]
+    return base64.b64decode(url.split(",", 1)[1])
+
+
+PNG = image_bytes("PNG")
+JPEG = image_bytes("JPEG")
+
+
+@pytest.fixture(scope="session")
+def samples() -> dict[str, bytes]:
+    return {
+        "img.png": PNG,
+        "img.jpg": JPEG,
+        "img.bmp": image_bytes("BMP"),
+        "img.webp": image_bytes("WEBP"),
+        "img.gif": image_bytes("GIF"),
+        "big.png": image_bytes("PNG", (1024, 1024)),
+        "tiny.png": image_bytes("PNG", (1, 1)),
+        "wide.png": image_bytes("PNG", (2100, 10)),
+        "img.tiff": image_bytes("TIFF"),
+        "truncated.png": image_bytes("PNG", (256, 256), (1, 2, 3))[:300],
+        "garbage.png": b"\x89PNG\r\n\x1a\n" + os.urandom(2000),
+        "text.txt": b"hello, I am not an image",
+        "bomb.png": pixel_bomb_png(),
+        "video.mp4": video_bytes("mp4"),
+        "video.webm": video_bytes("webm"),
+        "frame0.png": image_bytes("PNG", (64, 48), (10, 10, 10)),
+        "frame1.jpg": image_bytes("JPEG", (64, 48), (90, 90, 90)),
+        "frame2.png": image_bytes("PNG", (64, 48), (180, 180, 180)),
+        "frame_odd.png": image_bytes("PNG", (32, 32)),
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# Loopback HTTP servers
+
+
+class MediaServer:
+    """A threaded HTTP server on one loopback address serving test media and misbehaviours."""
+
+    def __init__(self, host: str, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.sent_big = 0  # bytes of /big* the client actually took before hanging up
+        self.stop = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server.route(self)
+
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
+        self.httpd.daemon_threads = True
+        self.host = host
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str, host: str | None = None) -> str:
+        return f"http://{host or self.host}:{self.port}/{path.lstrip('/')}"
+
+    def close(self) -> None:
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def route(self, h: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(h.path)
+        name = parts.path.lstrip("/")
+        query = parse_qs(parts.query)
+        try:
+            if name in self.files:
+                body = self.files[name]
+                h.send_response(200)
+                h.send_header("Content-Length", str(len(body)))
+                h.end_headers()
+                h.wfile.write(body)
+            elif name == "redirect":
+                h.send_response(302)
+                h.send_header("Location", query["to"][0])
+                h.end_headers()
+            elif name in ("big", "big-cl"):
+                total = int(query.get("bytes", [str(100 * MB)])[0])
+                h.send_response(200)
+                if name == "big-cl":
+                    h.send_header("Content-Length", str(total))
+                h.end_headers()
+                chunk = b"\x00" * (256 * 1024)
+                sent = 0
+                while sent < total and not self.stop.is_set():
+                    h.wfile.write(chunk)
+                    sent += len(chunk)
+                    self.sent_big = sent
+            elif name == "silent":
+                self.stop.wait(20)  # accepts, then never answers
+            elif name == "drip":
+                h.send_response(200)
+                h.send_header("Content-Length", "1000")
+                h.end_headers()
+                for _ in range(1000):
+                    if self.stop.wait(0.1):
+                        break
+                    h.wfile.write(b"\x00")
+                    h.wfile.flush()
+            elif name == "gzip":
+                body = zlib.compress(PNG)
+                h.send_response(200)
+                h.send_header("Content-Encoding", "gzip")
+                h.send_header("Content-Length", str(len(body)))
+                h.end_headers()
+                h.wfile.write(body)
+            else:
+                h.send_response(404)
+                h.send_header("Content-Length", "0")
+                h.end_headers()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+@pytest.fixture(scope="module")
+def server(samples: dict[str, bytes]) -> Iterator[MediaServer]:
+    srv = MediaServer("127.0.0.1", samples)
+    yield srv
+    srv.close()
+
+
+@pytest.fixture(scope="module")
+def server2(samples: dict[str, bytes]) -> Iterator[MediaServer]:
+    """A second host (127.0.0.2) for per-host and cross-host cases."""
+    try:
+        srv = MediaServer("127.0.0.2", samples)
+    except OSError:
+        pytest.skip("127.0.0.2 cannot be bound here")
+    yield srv
+    srv.close()
+
+
+# ------------------------------------------------------------------------------------------
+# Helpers
+
+
+def settings(limit_mm: dict[str, int] | None = None, **media: Any) -> dict[str, Any]:
+    return {
+        "media": MediaConfig(**media).model_dump(mode="json"),
+        "limit_mm_per_prompt": limit_mm,
+    }
+
+
+def chat(*parts: Any) -> dict[str, Any]:
+    return {
+        "model": "m",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "describe"}, *parts]}],
+    }
+
+
+def image_part(url: str, detail: str | None = None) -> dict[str, Any]:
+    inner: dict[str, Any] = {"url": url}
+    if detail is not None:
+        inner["detail"] = detail
+    return {"type": "image_url", "image_url": inner}
+
+
+def video_part(url: str) -> dict[str, Any]:
+    return {"type": "video_url", "video_url": {"url": url}}
+
+
+def run(body: dict[str, Any], st: dict[str, Any]) -> bool:
+    return asyncio.run(prepare_request(body, st))
+
+
+def refused(body: dict[str, Any], st: dict[str, Any]) -> MediaError:
+    with pytest.raises(MediaError) as info:
+        run(body, st)
+    err = info.value
+    assert_clean(err.message)
+    return err
+
+
+def assert_clean(message: str) -> None:
+    """Error text shows no traceback, memory address, server path or exception repr."""
+    assert "Traceback" not in message
+    assert not re.search(r"0x[0-9a-fA-F]{6,}", message), message
+    assert "/tmp" not in message and "site-packages" not in message, message
+    assert "Error(" not in message and " object at " not in message, message
+
+
+def part_of(body: dict[str, Any], index: int = 1) -> dict[str, Any]:
+    return body["messages"][0]["content"][index]
+
+
+# ------------------------------------------------------------------------------------------
+# Accepted forms
+
+
+@pytest.mark.parametrize("name", ["img.png", "img.jpg", "img.bmp", "img.webp", "img.gif"])
+def test_image_formats_over_http(server: MediaServer, samples: dict[str, bytes], name: str) -> None:
+    body = chat(image_part(server.url(name)))
+    assert run(body, settings(**LOOPBACK)) is True
+    part = part_of(body)
+    assert part == {"type": "image_url", "image_url": {"url": part["image_url"]["url"]}}
+    assert decode_data_url(part["image_url"]["url"]) == samples[name]
+
+
+@pytest.mark.parametrize("name", ["video.mp4", "video.webm"])
+def test_video_formats_over_http(server: MediaServer, samples: dict[str, bytes], name: str) -> None:
+    body = chat(video_part(server.url(name)))
+    run(body, settings(**LOOPBACK))
+    url = part_of(body)["video_url"]["url"]
+    assert url.startswith("data:video/mp4;" if name.endswith("mp4") else "data:video/webm;")
+    assert decode_data_url(url) == samples[name]
+
+
+def test_accepted_forms(server: MediaServer, samples: dict[str, bytes], tmp_path: Path) -> None:
+    (tmp_path / "img.png").write_bytes(PNG)
+    st = settings(allowed_local_media_path=str(tmp_path), **LOOPBACK)
+    forms = [
+        {"type": "image_url", "image_url": server.url("img.png")},  # url as a bare string
+        {"image_url": {"url": server.url("img.png")}},  # no type
+        {"type": "image_url", "image_url": {"url": data_url("image/png", PNG)}},
+        {"type": "image_url", "image_url": {"url": f"file://{tmp_path}/img.png"}},
+        {"type": "input_image", "image_url": server.url("img.png"), "detail": "auto"},
+        {"type": "image", "image": server.url("img.png")},  # qwen-vl-utils
+        {"type": "image", "image": f"file://{tmp_path}/img.png"},
+        {"type": "image", "image": f"{tmp_path}/img.png"},  # bare absolute path
+        {"type": "image", "image": "img.png"},  # bare path, relative to the folder
+        {"type": "image", "image": data_url("image", PNG)},  # qwen's data:image;base64,
+    ]
+    for form in forms:
+        body = chat(copy.deepcopy(form))
+        assert run(body, st) is True, form
+        out = part_of(body)
+        assert out["type"] == "image_url", form
+        assert decode_data_url(out["image_url"]["url"]) == PNG, form
+
+
+def test_uuid_is_kept_and_uuid_only_items_pass(server: MediaServer) -> None:
+    body = chat(
+        {"type": "image_url", "image_url": {"url": server.url("img.png")}, "uuid": "abc"},
+        {"type": "image_url", "image_url": None, "uuid": "abc"},
+    )
+    run(body, settings(**LOOPBACK))
+    assert part_of(body, 1)["uuid"] == "abc"
+    assert part_of(body, 2) == {"type": "image_url", "image_url": None, "uuid": "abc"}
+
+
+def test_text_only_request_is_untouched() -> None:
+    body = chat()
+    before = copy.deepcopy(body)
+    assert run(body, settings()) is False
+    assert body == before
+
+
+def test_qwen_video_file_with_sampling_settings(server: MediaServer) -> None:
+    part = {"type": "video", "video": server.url("video.mp4"), "fps": 2.0, "nframes": 8}
+    body = chat(part)
+    run(body, settings(**LOOPBACK))
+    assert part_of(body)["type"] == "video_url"
+    assert part_of(body)["video_url"]["url"].startswith("data:video/mp4;base64,")
+    assert body["mm_processor_kwargs"] == {"fps": 2.0, "num_frames": 8}
+
+
+def test_qwen_video_as_frame_list(server: MediaServer, samples: dict[str, bytes]) -> None:
+    frames = [server.url("frame0.png"), server.url("frame1.jpg"), server.url("frame2.png")]
+    body = chat({"type": "video", "video": frames})
+    run(body, settings(**LOOPBACK))
+    url = part_of(body)["video_url"]["url"]
+    assert url.startswith("data:video/jpeg;base64,")
+    encoded = url.split(",", 1)[1].split(",")
+    assert [base64.b64decode(e) for e in encoded] == [
+        samples["frame0.png"],
+        samples["frame1.jpg"],
+        samples["frame2.png"],
+    ]
+    # nframes samples the list evenly; resized_* resizes every frame.
+    body = chat({"type": "video", "video": frames, "nframes": 2, "resized_width": 32})
+    run(body, settings(**LOOPBACK))
+    encoded = part_of(body)["video_url"]["url"].split(",", 1)[1].split(",")
+    sizes = [Image.open(io.BytesIO(base64.b64decode(e))).size for e in encoded]
+    assert sizes == [(32, 24), (32, 24)]
+
+
+def test_vllm_frame_list_data_url_is_checked() -> None:
+    frames = ",".join(base64.b64encode(f).decode() for f in (PNG, PNG))
+    body = chat(video_part(f"data:video/jpeg;base64,{frames}"))
+    run(body, settings())
+    assert part_of(body)["video_url"]["url"].count(",") == 2
+
+
+def test_detail_low_cuts_pixels_high_keeps_them(samples: dict[str, bytes]) -> None:
+    url = data_url("image/png", samples["big.png"])
+    low = chat(image_part(url, "low"))
+    run(low, settings())
+    out = Image.open(io.BytesIO(decode_data_url(part_of(low)["image_url"]["url"])))
+    assert out.width * out.height <= 512 * 512
+    assert out.size == (512, 512)
+    high = chat(image_part(url, "high"))
+    run(high, settings())
+    assert decode_data_url(part_of(high)["image_url"]["url"]) == samples["big.png"]
+    capped = chat(image_part(url, "high"))
+    run(capped, settings(high_detail_max_pixels=256 * 256))
+    out = Image.open(io.BytesIO(decode_data_url(part_of(capped)["image_url"]["url"])))
+    assert out.size == (256, 256)
+    # qwen-vl-utils per-image budget
+    qwen = chat({"type": "image", "image": url, "max_pixels": 128 * 128})
+    run(qwen, settings())
+    out = Image.open(io.BytesIO(decode_data_url(part_of(qwen)["image_url"]["url"])))
+    assert out.size == (128, 128)
+
+
+def test_client_processor_kwargs_are_bounded() -> None:
+    st = settings()
+    ok = {"messages": [], "mm_processor_kwargs": {"fps": 1, "max_pixels": 1000}}
+    assert sanitize_mm_kwargs(ok, st) is False
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"mm_processor_kwargs": {"do_resize": False}}, "mm_processor_kwargs.do_resize"),
+        ({"mm_processor_kwargs": {"num_frames": 10_000}}, "mm_processor_kwargs.num_frames"),
+        ({"mm_processor_kwargs": {"max_pixels": 10**12}}, "mm_processor_kwargs.max_pixels"),
+        ({"mm_processor_kwargs": {"fps": "2"}}, "mm_processor_kwargs.fps"),
+        ({"media_io_kwargs": {"video": {"num_frames": 10_000}}}, "media_io_kwargs"),
+    ]
+    for bad, field in cases:
+        with pytest.raises(MediaError) as info:
+            sanitize_mm_kwargs({"messages": [], **bad}, st)
+        assert info.value.status == 400 and info.value.param == field, bad
+    # per-video settings that contradict the request's own are refused
+    body = chat({"type": "video", "video": data_url("video/mp4", b"x"), "fps": 4})
+    body["mm_processor_kwargs"] = {"fps": 2}
+    err = refused(body, st)
+    assert "'fps' differs" in err.message
+
+
+def test_body_limit_error() -> None:
+    err = body_too_large(settings(max_request_bytes=2 * MB))
+    assert err.status == 413 and "2 MB" in err.message and "media.max_request_bytes" in err.message
+
+
+# ------------------------------------------------------------------------------------------
+# Refused inputs: (case, part(server, tmp), settings, status, code, message fragment)
+
+BOMB_MSG = "20000x20000 = 400000000 pixels, over the limit of 16777216 pixels"
+
+REFUSALS: list[tuple[str, Any, dict[str, Any], int, str]] = [
+    # addresses
+    ("loopback by default", lambda s: image_part(s.url("img.png")), {}, 400, "non-public address"),
+    (
+        "name resolving to loopback",
+        lambda s: image_part(s.url("img.png", "localhost")),
+        {},
+        400,
+        "non-public address",
+    ),
+    (
+        "cloud metadata address",
+        lambda s: image_part("http://169.254.169.254/latest/meta-data/"),
+        LOOPBACK,
+        400,
+        "non-public address",
+    ),
+    ("private address", lambda s: image_part("http://10.0.0.1/a.png"), {}, 400, "non-public"),
+    ("ipv4-mapped", lambda s: image_part("http://[::ffff:10.0.0.1]/a.png"), {}, 400, "non-public"),
+    ("nat64", lambda s: image_part("http://[64:ff9b::a9fe:a9fe]/a.png"), {}, 400, "non-public"),
+    ("ipv6 loopback", lambda s: image_part("http://[::1]/a.png"), {}, 400, "non-public"),
+    ("decimal ip", lambda s: image_part("http://2130706433/a.png"), {}, 400, "canonical"),
+    ("short ip", lambda s: image_part("http://127.1/a.png"), {}, 400, "canonical"),
+    ("octal ip", lambda s: image_part("http://0177.0.0.1/a.png"), {}, 400, "canonical"),
+    (
+        "domain not allowed",
+        lambda s: image_part(s.url("img.png")),
+        {"allowed_domains": ["images.example.com"], **LOOPBACK},
+        400,
+        "media.allowed_domains",
+    ),
+    (
+        "backslash in authority",
+        lambda s: image_part("http://example.com\\@127.0.0.1/a.png"),
+        {},
+        400,
+        "not valid",
+    ),
+    ("ftp scheme", lambda s: image_part("ftp://example.com/a.png"), {}, 400, "only http"),
+    ("gopher scheme", lambda s: image_part("gopher://127.0.0.1:70/"), {}, 400, "only http"),
+    ("credentials", lambda s: image_part("http://u:p@example.com/a.png"), {}, 400, "password"),
+    # redirects
+    (
+        "redirect by default",
+        lambda s: image_part(s.url("redirect?to=/img.png")),
+        LOOPBACK,
+        400,
+        "redirects are not followed",
+    ),
+    (
+        "redirect to metadata address",
+        lambda s: image_part(s.url("redirect?to=http://169.254.169.254/latest/")),
+        {"max_redirects": 3, **LOOPBACK},
+        400,
+        "non-public address",
+    ),
+    (
+        "redirect to a loopback address not allowed",
+        lambda s: image_part(s.url("redirect?to=http://127.0.0.2:9/img.png")),
+        {"max_redirects": 3, "allowed_networks": ["127.0.0.1/32"]},
+        400,
+        "non-public address",
+    ),
+    (
+        "redirect to file",
+        lambda s: image_part(s.url("redirect?to=file:///etc/passwd")),
+        {"max_redirects": 3, **LOOPBACK},
+        400,
+        "only http",
+    ),
+    (
+        "redirect loop",
+        lambda s: image_part(s.url("redirect?to=/redirect%3Fto%3D/img.png")),
+        {"max_redirects": 1, **LOOPBACK},
+        400,
+        "more than 1 times",
+    ),
+    # HTTP answers
+    ("http 404", lambda s: image_part(s.url("missing.png")), LOOPBACK, 400, "HTTP 404"),
+    ("compressed body", lambda s: image_part(s.url("gzip")), LOOPBACK, 400, "compressed"),
+    # sizes
+    (
+        "download over the limit (content-length)",
+        lambda s: image_part(s.url("big-cl?bytes=" + str(11 * MB))),
+        LOOPBACK,
+        413,
+        "larger than the 10 MB limit (media.max_item_bytes)",
+    ),
+    (
+        "download over the limit (streamed)",
+        lambda s: image_part(s.url("big?bytes=" + str(11 * MB))),
+        LOOPBACK,
+        413,
+        "larger than the 10 MB limit (media.max_item_bytes)",
+    ),
+    (
+        "base64 over the limit",
+        lambda s: image_part("data:image/png;base64," + "A" * (14 * MB)),
+        {},
+        413,
+        "decoded base64 item is larger than the 10 MB limit",
+    ),
+    (
+        "pixel bomb",
+        lambda s: image_part(s.url("bomb.png")),
+        LOOPBACK,
+        400,
+        BOMB_MSG,
+    ),
+    # content
+    ("truncated image", lambda s: image_part(s.url("truncated.png")), LOOPBACK, 400, "truncated"),
+    ("garbage image", lambda s: image_part(s.url("garbage.png")), LOOPBACK, 400, "corrupt"),
+    ("1x1 image", lambda s: image_part(s.url("tiny.png")), LOOPBACK, 400, "at least 10 pixels"),
+    ("too wide", lambda s: image_part(s.url("wide.png")), LOOPBACK, 400, "a factor of at most"),
+    ("tiff", lambda s: image_part(s.url("img.tiff")), LOOPBACK, 400, "supported image format"),
+    ("text as image", lambda s: image_part(s.url("text.txt")), LOOPBACK, 400, "supported image"),
+    ("video as image", lambda s: image_part(s.url("video.mp4")), LOOPBACK, 400, "image format"),
+    ("image as video", lambda s: video_part(s.url("img.png")), LOOPBACK, 400, "MP4 or WebM"),
+    (
+        "bad base64",
+        lambda s: image_part("data:image/png;base64,@@@@"),
+        {},
+        400,
+        "not valid base64",
+    ),
+    ("not base64", lambda s: image_part("data:image/png,abc"), {}, 400, "only base64"),
+    (
+        "bad detail",
+        lambda s: image_part(data_url("image/png", PNG), "ultra"),
+        {},
+        400,
+        "detail must be",
+    ),
+    (
+        "video too long",
+        lambda s: video_part(s.url("video.mp4")),
+        {"max_video_seconds": 1, **LOOPBACK},
+        400,
+        "lasts 2.0 s, over the limit of 1 s (media.max_video_seconds)",
+    ),
+    (
+        "video too many frames",
+        lambda s: video_part(s.url("video.webm")),
+        {"max_video_frames": 10, **LOOPBACK},
+        400,
+        "has 20 frames, over the limit of 10 (media.max_video_frames)",
+    ),
+    (
+        "video frames too large",
+        lambda s: video_part(s.url("video.mp4")),
+        {"max_video_frame_pixels": 1000, **LOOPBACK},
+        400,
+        "64x48 = 3072 pixels, over the limit of 1000 pixels (media.max_video_frame_pixels)",
+    ),
+    (
+        "frame list of mixed sizes",
+        lambda s: {"type": "video", "video": [s.url("frame0.png"), s.url("frame_odd.png")]},
+        LOOPBACK,
+        400,
+        "same width and height",
+    ),
+    (
+        "frame list too long",
+        lambda s: {"type": "video", "video": [s.url("frame0.png")] * 40},
+        LOOPBACK,
+        400,
+        "40 frame images, over the limit of 32 (media.max_video_frame_images)",
+    ),
+    (
+        "bad frame in list",
+        lambda s: {"type": "video", "video": [s.url("frame0.png"), s.url("garbage.png")]},
+        LOOPBACK,
+        400,
+        "content[1].video[1]: the frame data is truncated or corrupt",
+    ),
+    (
+        "unsupported video option",
+        lambda s: {"type": "video", "video": s.url("video.mp4"), "video_start": 1.0},
+        LOOPBACK,
+        400,
+        "'video_start' is not supported",
+    ),
+    ("file by default", lambda s: image_part("file:///etc/hostname"), {}, 400, "not accepted"),
+    ("bare path by default", lambda s: {"type": "image", "image": "/etc/hostname"}, {}, 400, "not"),
+    ("bare path in openai form", lambda s: image_part("/etc/hostname"), {}, 400, "only http"),
+    ("no url", lambda s: {"type": "image_url", "image_url": {}}, {}, 400, "no URL"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "make", "overrides", "status", "fragment"),
+    REFUSALS,
+    ids=[r[0] for r in REFUSALS],
+)
+def test_refused(
+    server: MediaServer, case: str, make: Any, overrides: dict[str, Any], status: int, fragment: str
+) -> None:
+    err = refused(chat(make(server)), settings(**overrides))
+    assert err.status == status, (case, err.message)
+    assert fragment in err.message, (case, err.message)
+    assert err.message.startswith("messages[0].content[1]"), err.message
+    assert err.param is not None and err.param.startswith("messages[0].content[1]")
+    assert err.code
+
+
+def test_messages_do_not_echo_urls(server: MediaServer) -> None:
+    secret = server.url("missing.png?X-Amz-Signature=SECRET")
+    err = refused(chat(image_part(secret)), settings(**LOOPBACK))
+    assert "SECRET" not in err.message and str(server.port) not in err.message
+
+
+# ------------------------------------------------------------------------------------------
+# Item counts
+
+
+def test_items_per_request() -> None:
+    url = data_url("image/png", PNG)
+    err = refused(chat(*[image_part(url) for _ in range(11)]), settings())
+    assert err.message == (
+        "messages[0].content[11]: too many media items in one request: at most 10 "
+        "(media.max_items_per_request)"
+    )
+    assert err.status == 400 and err.code == "too_many_media_items"
+
+
+def test_limit_mm_per_prompt_is_enforced_before_fetching(server: MediaServer) -> None:
+    # The URLs would be refused if fetched: the count is checked first.
+    parts = [image_part("http://10.0.0.1/a.png") for _ in range(3)]
+    err = refused(chat(*parts), settings(limit_mm={"image": 2}))
+    assert err.message == (
+        "messages[0].content[3]: too many images in one request: at most 2 "
+        "(limit_mm_per_prompt.image)"
+    )
+    err = refused(chat(video_part(server.url("video.mp4"))), settings(limit_mm={"video": 0}))
+    assert "(limit_mm_per_prompt.video)" in err.message
+
+
+# ------------------------------------------------------------------------------------------
+# Local files
+
+
+@pytest.fixture()
+def media_root(tmp_path: Path) -> Path:
+    root = tmp_path / "media"
+    (root / "sub").mkdir(parents=True)
+    (root / "img.png").write_bytes(PNG)
+    (root / "sub" / "img.png").write_bytes(PNG)
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(PNG)
+    (root / "link.png").symlink_to(outside / "secret.png")
+    (root / "linkdir").symlink_to(outside)
+    (root / "media2").mkdir()
+    os.mkfifo(root / "fifo.png")
+    (tmp_path / "media-evil").mkdir()
+    (tmp_path / "media-evil" / "x.png").write_bytes(PNG)
+    return root
+
+
+def test_file_urls(media_root: Path) -> None:
+    st = settings(allowed_local_media_path=str(media_root))
+    r = str(media_root)
+    good = [f"file://{r}/img.png", f"file://{r}/sub/img.png", f"file:{r}/img.png"]
+    for url in good:
+        body = chat(image_part(url))
+        run(body, st)
+        assert decode_data_url(part_of(body)["image_url"]["url"]) == PNG, url
+    bad = [
+        (f"file://{r}/../secret/secret.png", "'..' segments"),
+        (f"file://{r}/%2e%2e/secret/secret.png", "'..' segments"),
+        (f"file://{r}/sub/%2E%2E/%2E%2E/secret/secret.png", "'..' segments"),
+        (f"file://{r}/sub/..%2F..%2Fsecret/secret.png", "'..' segments"),
+        (f"file://{r}/./img.png", "'..' segments"),
+        (f"file://{r}/link.png", "outside the allowed folder"),
+        (f"file://{r}/linkdir/secret.png", "outside the allowed folder"),
+        (f"file://{r}-evil/x.png", "outside the allowed folder"),
+        ("file:///etc/passwd", "outside the allowed folder"),
+        (f"file://{r}", "outside the allowed folder"),
+        (f"file://{r}/media2", "not a regular file"),
+        (f"file://{r}/fifo.png", "not a regular file"),
+        (f"file://{r}/missing.png", "no such file"),
+        (f"file://localhost{r}/img.png", "must not name a host"),
+        (f"file://evil.example.com{r}/img.png", "must not name a host"),
+        (f"file://{r}/img.png%00.txt", "not valid"),
+        (f"file://{r}/img.png?x=1", "query"),
+    ]
+    for url, fragment in bad:
+        t0 = time.monotonic()
+        err = refused(chat(image_part(url)), st)
+        assert time.monotonic() - t0 < 2, url  # a FIFO must not block the read
+        assert fragment in err.message, (url, err.message)
+        assert r not in err.message
+
+
+def test_file_size_limit(media_root: Path) -> None:
+    (media_root / "big.bin").write_bytes(b"\0" * (2 * MB))
+    st = settings(allowed_local_media_path=str(media_root), max_item_bytes=MB)
+    err = refused(chat(image_part(f"file://{media_root}/big.bin")), st)
+    assert err.status == 413 and "(media.max_item_bytes)" in err.message
+
+
+# ------------------------------------------------------------------------------------------
+# Address rules, resolver and DNS
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "127.255.255.254",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "239.255.255.250",
+        "255.255.255.255",
+        "240.0.0.1",
+        "192.0.2.1",
+        "198.18.0.1",
+        "::",
+        "::1",
+        "fe80::1",
+        "fe80::1%1",
+        "fc00::1",
+        "fd12:3456::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:169.254.169.254",
+        "::127.0.0.1",
+        "64:ff9b::7f00:1",
+        "64:ff9b::a9fe:a9fe",
+        "64:ff9b:1::a00:1",
+        "2002:7f00:1::1",
+        "2002:a9fe:a9fe::1",
+        "2001:db8::1",
+    ],
+)
+def test_non_public_addresses_are_refused(address: str) -> None:
+    assert not address_allowed(address)
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "93.184.215.14", "2606:4700::1111"])
+def test_public_addresses_are_allowed(address: str) -> None:
+    assert address_allowed(address)
+
+
+def test_allowed_domains(server: MediaServer) -> None:
+    body = chat(image_part(server.url("img.png")))
+    run(body, settings(allowed_domains=["127.0.0.1"], **LOOPBACK))
+    assert decode_data_url(part_of(body)["image_url"]["url"]) == PNG
+    policy = FetchPolicy.from_config(MediaConfig(allowed_domains=["xn--e1afmkfd.xn--p1ai"]))
+    assert media_fetch.check_url("https://пример.рф/a.png", policy)[1] == "xn--e1afmkfd.xn--p1ai"
+    with pytest.raises(media_fetch.Refusal):
+        media_fetch.check_url("https://example.com/a.png", policy)
+
+
+def test_networks_open_addresses() -> None:
+    nets = FetchPolicy.from_config(MediaConfig(allowed_networks=["10.0.0.0/8"])).networks
+    assert address_allowed("10.9.9.9", nets)
+    assert address_allowed("::ffff:10.9.9.9", nets)
+    assert not address_allowed("11.0.0.1", ()) or address_allowed("11.0.0.1")
+    assert not address_allowed("192.168.0.1", nets)
+    assert not address_allowed("127.0.0.1", nets)
+
+
+class FakeResolver:
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+
+    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[dict[str, Any]]:
+        return [
+            {
+                "hostname": host,
+                "host": a,
+                "port": port,
+                "family": socket.AF_INET6 if ":" in a else socket.AF_INET,
+                "proto": 0,
+                "flags": 0,
+            }
+            for a in self.answers[host]
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+def test_resolver_drops_refused_addresses() -> None:
+    fake = FakeResolver({"mixed.test": ["10.0.0.1", "93.184.215.14", "::1"], "priv.test": ["::1"]})
+    policy = FetchPolicy.from_config(MediaConfig())
+    resolver = GuardedResolver(policy, inner=fake)  # type: ignore[arg-type]
+    answers = asyncio.run(resolver.resolve("mixed.test", 80))
+    assert [a["host"] for a in answers] == ["93.184.215.14"]
+    with pytest.raises(media_fetch._AddressRefused):
+        asyncio.run(resolver.resolve("priv.test", 80))
+    policy = FetchPolicy.from_config(MediaConfig(allowed_private_domains=["priv.test"]))
+    private_ok = GuardedResolver(policy, inner=fake)  # type: ignore[arg-type]
+    assert asyncio.run(private_ok.resolve("priv.test", 80))[0]["host"] == "::1"
+
+
+def test_connection_goes_to_the_checked_address(
+    server: MediaServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name is resolved once, by the guarded resolver, and that answer is what gets connected.
+
+    ``media.test`` exists only in the fake resolver: the fetch succeeds only because aiohttp
+    connected to the address the guard returned, and is refused when that address is loopback
+    and loopback is not allowed (the DNS-rebinding case: the name answers loopback at use time).
+    """
+    fake = FakeResolver({"media.test": ["127.0.0.1"]})
+    monkeypatch.setattr(media_fetch, "ThreadedResolver", lambda: fake)
+    url = server.url("img.png", "media.test")
+    err = refused(chat(image_part(url)), settings())
+    assert "non-public address" in err.message
+    body = chat(image_part(url))
+    run(body, settings(allowed_networks=["127.0.0.1/32"]))
+    assert decode_data_url(part_of(body)["image_url"]["url"]) == PNG
+    body = chat(image_part(url))
+    run(body, settings(allowed_private_domains=["media.test"]))
+    assert decode_data_url(part_of(body)["image_url"]["url"]) == PNG
+
+
+# ------------------------------------------------------------------------------------------
+# Time bounds and concurrency
+
+
+def test_silent_and_dripping_hosts_fail_within_the_bound(server: MediaServer) -> None:
+    st = settings(read_timeout_s=0.5, fetch_timeout_s=1.5, **LOOPBACK)
+    for path in ("silent", "drip"):
+        t0 = time.monotonic()
+        err = refused(chat(image_part(server.url(path))), st)
+        elapsed = time.monotonic() - t0
+        assert err.code == "media_fetch_timeout", err.message
+        assert elapsed < 2.5, (path, elapsed)
+
+
+def test_slow_host_does_not_delay_other_requests(server: MediaServer, server2: MediaServer) -> None:
+    st = settings(
+        read_timeout_s=3,
+        fetch_timeout_s=3,
+        max_concurrent_fetches=3,
+        max_fetches_per_host=2,
+        **LOOPBACK,
+    )
+
+    async def scenario() -> tuple[float, list[Any]]:
+        slow = [
+            asyncio.create_task(prepare_request(chat(image_part(server.url("silent"))), st))
+            for _ in range(6)
+        ]
+        await asyncio.sleep(0.2)  # the slow host now holds its slots; more are queued
+        t0 = time.monotonic()
+        body = chat(image_part(server2.url("img.png")))
+        await prepare_request(body, st)
+        fast = time.monotonic() - t0
+        results = await asyncio.gather(*slow, return_exceptions=True)
+        return fast, results
+
+    fast, results = asyncio.run(scenario())
+    assert fast < 0.5, fast
+    assert all(isinstance(r, MediaError) and r.code == "media_fetch_timeout" for r in results)
+
+
+# ------------------------------------------------------------------------------------------
+# Bombs and oversized downloads: refused fast, memory flat
+
+
+def _measure(body: dict[str, Any], st: dict[str, Any]) -> tuple[MediaError, float, int, int]:
+    import psutil
+
+    rss0 = psutil.Process().memory_info().rss
+    tracemalloc.start()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(MediaError) as info:
+            run(body, st)
+        elapsed = time.monotonic() - t0
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    rss = psutil.Process().memory_info().rss - rss0
+    return info.value, elapsed, peak, rss
+
+
+def test_pixel_bomb_refused_fast_with_flat_memory(
+    server: MediaServer, samples: dict[str, bytes]
+) -> None:
+    bomb = samples["bomb.png"]
+    for label, url in [
+        ("http", server.url("bomb.png")),
+        ("data", data_url("image/png", bomb)),
+    ]:
+        err, elapsed, peak, rss = _measure(chat(image_part(url)), settings(**LOOPBACK))
+        print(
+            f"\npixel bomb ({label}): {len(bomb) / 1024:.0f} KB file, 20000x20000 = 400 MP; "
+            f"refused in {elapsed * 1000:.1f} ms, tracemalloc peak {peak / MB:.2f} MB, "
+            f"RSS delta {rss / MB:.1f} MB"
+        )
+        assert BOMB_MSG in err.message
+        assert elapsed < 1.0
+        # Decoding it would allocate 400 MB (mode "1" is a byte per pixel).
+        assert peak < 8 * MB
+
+
+def test_oversized_download_refused_fast_with_flat_memory(server: MediaServer) -> None:
+    for path in ("big", "big-cl"):
+        server.sent_big = 0
+        body = chat(image_part(server.url(f"{path}?bytes={100 * MB}")))
+        err, elapsed, peak, rss = _measure(body, settings(**LOOPBACK))
+        time.sleep(0.2)
+        print(
+            f"\noversized download ({path}, 100 MB offered, 10 MB limit): refused in "
+            f"{elapsed * 1000:.1f} ms, tracemalloc peak {peak / MB:.2f} MB, RSS delta "
+            f"{rss / MB:.1f} MB, server got rid of {server.sent_big / MB:.1f} MB"
+        )
+        assert err.status == 413
+        assert elapsed < 1.0
+        assert peak < 25 * MB  # the limit plus a chunk, never the whole 100 MB
+        assert server.sent_big < 40 * MB  # we stopped reading: the server could not send it all
+
+
+def test_oversized_base64_refused_before_decoding() -> None:
+    payload = "A" * (100 * MB)
+    body = chat(image_part("data:image/png;base64," + payload))
+    err, elapsed, peak, _rss = _measure(body, settings())
+    print(
+        f"\noversized base64 (75 MB decoded): refused in {elapsed * 1000:.1f} ms, "
+        f"tracemalloc peak {peak / MB:.2f} MB"
+    )
+    assert err.status == 413 and elapsed < 1.0 and peak < 8 * MB
