@@ -18,7 +18,6 @@ from vl_serve.errors import ConfigError
 
 # Schema fields that map one-to-one onto the vLLM flag of the same name.
 DIRECT_FIELDS = (
-    "served_model_name",
     "tensor_parallel_size",
     "pipeline_parallel_size",
     "data_parallel_size",
@@ -36,6 +35,7 @@ OWNED = {
     **{name: name for name in DIRECT_FIELDS},
     "model": "model",
     "model_tag": "model",
+    "served_model_name": "served_model_name",
     "trust_remote_code": "trust_remote_code",
     "host": "server.host",
     "port": "server.port",
@@ -143,6 +143,9 @@ def build_argv(cfg: VLServeConfig, model_path: str, *, check: bool = True) -> li
     The API key is never part of the argv: it reaches vLLM as the VLLM_API_KEY environment variable.
     """
     argv: list[str] = [model_path]
+    names = cfg.served_model_names()
+    if names:
+        argv += ["--served-model-name", *names]
     defaults = VLServeConfig.model_fields
     for name in DIRECT_FIELDS:
         value = getattr(cfg, name)

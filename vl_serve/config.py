@@ -265,8 +265,13 @@ class VLServeConfig(_Model):
         description="Local path, Hugging Face hub id, or 'builtin:<name>' for an embedded tiny model.",
         min_length=1,
     )
-    served_model_name: str | None = Field(
-        None, description="Model name clients send in requests (defaults to 'model')."
+    served_model_name: str | list[str] | None = Field(
+        None,
+        description=(
+            "Model name clients send (defaults to 'model'). A list gives aliases, the first "
+            "being the name reported: e.g. [ernie-4.5-vl, 'null', default] for FastDeploy "
+            "clients, which send model='null'."
+        ),
     )
     trust_remote_code: bool = Field(
         False, description="Run the checkpoint's own Python code. Off by default."
@@ -347,6 +352,14 @@ class VLServeConfig(_Model):
                 f"PyTorch weights instead: {self.model.rstrip('/')[: -len('-Paddle')]}-PT"
             )
         return self
+
+    def served_model_names(self) -> list[str]:
+        """Names clients may use, the reported one first; a builtin model defaults to its name."""
+        if isinstance(self.served_model_name, str):
+            return [self.served_model_name]
+        if self.served_model_name:
+            return list(self.served_model_name)
+        return [self.model] if self.builtin_name is not None else []
 
     @property
     def builtin_name(self) -> str | None:

@@ -56,9 +56,6 @@ def prepare(cfg: VLServeConfig, *, build: bool = True, check: bool = True) -> La
     if cfg.builtin_name is not None:
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("TRANSFORMERS_OFFLINE", "1")
-    if cfg.served_model_name is None and cfg.builtin_name is not None:
-        # Clients should not need the cache path as the model name.
-        argv += ["--served-model-name", cfg.model]
     env[runtime.ENV] = runtime.encode(runtime.runtime_sections(cfg))
     return Launch(argv=argv, env=env)
 

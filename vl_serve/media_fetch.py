@@ -53,6 +53,11 @@ _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+))*$", r
 _USER_AGENT = "vl-serve-media-fetcher"
 # aiohttp >= 3.11 has a DNS-specific subclass; older ones report a gaierror inside.
 _DNS_ERROR: type[Exception] = getattr(aiohttp, "ClientConnectorDNSError", socket.gaierror)
+# aiohttp >= 3.10 tells the read (sock_read) and connect (sock_connect) timeouts apart.
+_SOCKET_TIMEOUT: type[Exception] = getattr(
+    aiohttp, "SocketTimeoutError", aiohttp.ServerTimeoutError
+)
+_CONNECT_TIMEOUT: type[Exception] | tuple[()] = getattr(aiohttp, "ConnectionTimeoutError", ())
 
 
 class Refusal(Exception):
@@ -317,12 +322,22 @@ async def fetch_http(url: str, policy: FetchPolicy, max_bytes: int, size_field: 
         async with asyncio.timeout(policy.total_timeout):
             async with _slots(policy).hold(host), _session(policy) as session:
                 return await _fetch_following(session, parsed, host, policy, max_bytes, size_field)
-    except TimeoutError:
-        raise Refusal(
-            f"the media host did not deliver within {policy.total_timeout:g} s "
-            "(media.fetch_timeout_s / media.read_timeout_s)",
-            code="media_fetch_timeout",
-        ) from None
+    except TimeoutError as exc:  # aiohttp's socket timeouts are TimeoutErrors too: say which
+        if isinstance(exc, _CONNECT_TIMEOUT):
+            reason = (
+                f"could not connect to the media host within {policy.connect_timeout:g} s "
+                "(media.connect_timeout_s)"
+            )
+        elif isinstance(exc, _SOCKET_TIMEOUT):
+            reason = (
+                f"the media host sent nothing for {policy.read_timeout:g} s (media.read_timeout_s)"
+            )
+        else:
+            reason = (
+                f"the media host did not deliver within {policy.total_timeout:g} s "
+                "(media.fetch_timeout_s)"
+            )
+        raise Refusal(reason, code="media_fetch_timeout") from None
     except _AddressRefused:
         raise _address_refusal() from None
     except aiohttp.ClientConnectorError as exc:

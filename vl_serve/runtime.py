@@ -39,5 +39,5 @@ def runtime_sections(cfg: Any) -> dict[str, Any]:
         "reasoning": cfg.reasoning.model_dump(mode="json"),
         "media": cfg.media.model_dump(mode="json"),
         "limit_mm_per_prompt": cfg.limit_mm_per_prompt,
-        "served_model_name": cfg.served_model_name or cfg.model,
+        "served_model_name": (cfg.served_model_names() or [cfg.model])[0],
     }

@@ -1,0 +1,296 @@
+"""Reasoning split and the FastDeploy/Qianfan dialect through the real server (tiny Qwen3-VL).
+
+The tiny model's chat template renders the three prompt shapes of Qwen's templates:
+``enable_thinking: true`` opens ``<think>`` (Thinking), ``false`` closes an empty think block
+(Instruct/hybrid), unset leaves thinking to the model. Each row of the shared case table whose
+prompt shape the template produces is forced with ``structured_outputs`` (applied inside the
+reasoning part too: ``structured_outputs_config.enable_in_reasoning``) and checked streamed and
+not streamed against the same expected split, in both field names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.reasoning_cases import CASES, QWEN3_VL, ReasoningCase
+from tests.vlserver import VLServer, tiny_config
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "tiny-qwen3-vl"
+
+# The generation prompt the tiny template renders for each thinking switch.
+GEN_PROMPT = {True: QWEN3_VL.gen_open, False: QWEN3_VL.gen_closed, None: QWEN3_VL.gen_plain}
+
+
+def _renderable(case: ReasoningCase) -> bool:
+    if case.parser != "qwen3_vl" or set(case.chat_template_kwargs) - {"enable_thinking"}:
+        return False
+    if case.id.endswith(
+        "unicode"
+    ):  # the tiny byte-level vocabulary has no such merges; unit-tested
+        return False
+    return case.prompt.endswith(GEN_PROMPT[case.chat_template_kwargs.get("enable_thinking")])
+
+
+E2E_CASES = [c for c in CASES if _renderable(c) and "truncated" not in c.id]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[VLServer]:
+    config = tiny_config(
+        served_model_name=[MODEL, "null"],  # FastDeploy's client sends model="null"
+        reasoning={"parser": "qwen3_vl", "response_field": "both"},
+        vllm_args={
+            **tiny_config()["vllm_args"],
+            "structured_outputs_config": {"enable_in_reasoning": True},
+        },
+    )
+    srv = VLServer(config, name="reasoning")
+    yield srv
+    srv.close()
+
+
+@pytest.fixture(scope="module")
+def client(server: VLServer) -> openai.OpenAI:
+    return server.client()
+
+
+@pytest.fixture(scope="module")
+def marker_bias() -> dict[str, int]:
+    """logit_bias that makes the forced output use the marker tokens, as a real model does.
+
+    A grammar can spell "<think>" from single characters as well as with the one added token;
+    a random model picks either. Real models emit the token, and parsers (vLLM's too) detect
+    markers in a stream by token id: the bias makes the forced output do the same.
+    """
+    from transformers import AutoTokenizer
+
+    from vl_serve.builtin_models import ensure_built
+
+    tok = AutoTokenizer.from_pretrained(ensure_built("tiny-qwen3-vl"))
+    markers = ["<think>", "</think>", "<tool_call>", "</tool_call>"]
+    return {str(tok.convert_tokens_to_ids(m)): 100 for m in markers}
+
+
+def _request(case: ReasoningCase, *, stream: bool, bias: dict[str, int]) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "logit_bias": bias,
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "What is 2+2?"}],
+        "max_tokens": 200,
+        "temperature": 0,
+        "stream": stream,
+        "structured_outputs": {"regex": re.escape(case.output)},
+    }
+    if case.chat_template_kwargs:
+        body["chat_template_kwargs"] = dict(case.chat_template_kwargs)
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def _split(server: VLServer, body: dict[str, Any]) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """(reasoning, reasoning_content, content, usage) for one request, streamed or not."""
+    if not body["stream"]:
+        resp = httpx.post(server.url("/v1/chat/completions"), json=body, timeout=120)
+        assert resp.status_code == 200, resp.text
+        data = resp.json()
+        msg = data["choices"][0]["message"]
+        assert "reasoning_content" in msg  # FastDeploy clients read it, null included
+        return msg.get("reasoning"), msg["reasoning_content"], msg.get("content"), data["usage"]
+    reasoning, mirrored, content = [], [], []
+    usage: dict[str, Any] = {}
+    with httpx.stream("POST", server.url("/v1/chat/completions"), json=body, timeout=120) as resp:
+        assert resp.status_code == 200
+        import json
+
+        for line in resp.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                usage = chunk["usage"]
+            for choice in chunk.get("choices", []):
+                delta = choice["delta"]
+                assert ("reasoning" in delta) == ("reasoning_content" in delta), delta
+                reasoning.append(delta.get("reasoning") or "")
+                mirrored.append(delta.get("reasoning_content") or "")
+                content.append(delta.get("content") or "")
+    return "".join(reasoning) or None, "".join(mirrored) or None, "".join(content) or None, usage
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
+@pytest.mark.parametrize("case", E2E_CASES, ids=[c.id for c in E2E_CASES])
+def test_case_table_through_server(
+    server: VLServer, case: ReasoningCase, stream: bool, marker_bias: dict[str, int]
+) -> None:
+    body = _request(case, stream=stream, bias=marker_bias)
+    reasoning, mirrored, content, usage = _split(server, body)
+    assert (reasoning, content) == (case.reasoning, case.content)
+    assert mirrored == reasoning
+    details = usage.get("completion_tokens_details") or {}
+    if case.reasoning:
+        assert details.get("reasoning_tokens", 0) > 0, usage
+        assert details["reasoning_tokens"] < usage["completion_tokens"] or case.content is None
+    else:
+        assert not details.get("reasoning_tokens"), usage
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
+def test_cut_by_max_tokens_inside_thinking(
+    server: VLServer, stream: bool, marker_bias: dict[str, int]
+) -> None:
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Think hard."}],
+        "max_tokens": 6,
+        "temperature": 0,
+        "logit_bias": marker_bias,
+        "stream": stream,
+        "chat_template_kwargs": {"enable_thinking": True},
+        "structured_outputs": {"regex": "(thinking more )+</think>done"},
+    }
+    if not stream:
+        data = httpx.post(server.url("/v1/chat/completions"), json=body, timeout=120).json()
+        choice = data["choices"][0]
+        assert choice["finish_reason"] == "length"
+        assert choice["message"]["reasoning"].startswith("thinking")
+        assert choice["message"]["reasoning_content"] == choice["message"]["reasoning"]
+        assert not choice["message"]["content"]
+        return
+    reasoning, _, content, _ = _split(server, body)
+    assert reasoning is not None and reasoning.startswith("thinking")
+    assert content is None
+
+
+# The three request forms of the thinking switch reach the chat template: the prompt grows by
+# "<think>\n" (on) or "<think>\n\n</think>\n\n" (off) over the unset prompt.
+SWITCH_FORMS = [
+    pytest.param(lambda v: {"enable_thinking": v}, id="top-level"),
+    pytest.param(lambda v: {"metadata": {"enable_thinking": v}}, id="metadata"),
+    pytest.param(
+        lambda v: {"chat_template_kwargs": {"enable_thinking": v}}, id="chat_template_kwargs"
+    ),
+]
+
+
+def _prompt_tokens(client: openai.OpenAI, extra: dict[str, Any]) -> int:
+    resp = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Hello"}],
+        max_tokens=1,
+        temperature=0,
+        extra_body=extra,
+    )
+    return int(resp.usage.prompt_tokens)
+
+
+@pytest.mark.parametrize("form", SWITCH_FORMS)
+def test_enable_thinking_in_every_request_form(client: openai.OpenAI, form: Any) -> None:
+    unset = _prompt_tokens(client, {})
+    on = _prompt_tokens(client, form(True))
+    off = _prompt_tokens(client, form(False))
+    assert unset < on < off
+
+
+def test_thinking_off_answer_is_content_streamed_and_not(server: VLServer) -> None:
+    for form in ({"enable_thinking": False}, {"metadata": {"enable_thinking": False}}):
+        for stream in (False, True):
+            body = {
+                "model": MODEL,
+                "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": 40,
+                "temperature": 0,
+                "stream": stream,
+                "structured_outputs": {"regex": "The answer is 4\\."},
+                **form,
+            }
+            reasoning, mirrored, content, _ = _split(server, body)
+            assert (reasoning, mirrored, content) == (None, None, "The answer is 4.")
+
+
+def test_fastdeploy_seed_client_unchanged(server: VLServer, marker_bias: dict[str, int]) -> None:
+    """Seed 000's client: openai.Client(api_key="null"), streams, reads delta.content."""
+    client = openai.Client(base_url=server.url("/v1"), api_key="null", max_retries=0)
+    stream = client.chat.completions.create(
+        model="null",  # as the seed sends it: FastDeploy serves one model whatever the name
+        messages=[{"role": "user", "content": "Rewrite a poem"}],
+        stream=True,
+        max_tokens=60,
+        temperature=0,
+        logit_bias=marker_bias,
+        extra_body={
+            "chat_template_kwargs": {"enable_thinking": True},
+            "structured_outputs": {"regex": "short thought</think>poem"},
+        },
+    )
+    reasoning, content = "", ""
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta:
+            delta = chunk.choices[0].delta
+            reasoning += getattr(delta, "reasoning_content", None) or ""
+            content += delta.content or ""
+    assert (reasoning, content) == ("short thought", "poem")
+
+
+def test_fastdeploy_curl_without_model(server: VLServer) -> None:
+    """Seed 000's curl sends no model at all."""
+    body = {"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 3}
+    resp = httpx.post(server.url("/v1/chat/completions"), json=body, timeout=60)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["usage"]["completion_tokens"] == 3
+
+
+BAD_DIALECT = [
+    pytest.param({"enable_thinking": "yes"}, "enable_thinking", id="enable_thinking-str"),
+    pytest.param({"metadata": 5}, "metadata", id="metadata-int"),
+    pytest.param({"metadata": {"enable_thinking": 1}}, "metadata.enable_thinking", id="meta-int"),
+    pytest.param({"reasoning_max_tokens": -1}, "reasoning_max_tokens", id="budget-negative"),
+    pytest.param({"reasoning_max_tokens": "many"}, "reasoning_max_tokens", id="budget-str"),
+]
+
+
+@pytest.mark.parametrize(("extra", "param"), BAD_DIALECT)
+def test_bad_dialect_fields_get_openai_400(
+    server: VLServer, extra: dict[str, Any], param: str
+) -> None:
+    for stream in (False, True):
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Hi"}],
+            "max_tokens": 2,
+            "stream": stream,
+            **extra,
+        }
+        resp = httpx.post(server.url("/v1/chat/completions"), json=body, timeout=60)
+        assert resp.status_code == 400, resp.text
+        err = resp.json()["error"]
+        assert set(err) >= {"message", "type", "param", "code"}
+        assert err["param"] == param
+        assert "Traceback" not in err["message"] and " at 0x" not in err["message"]
+    # The server keeps serving.
+    assert httpx.get(server.url("/health")).status_code == 200
+
+
+def test_reasoning_max_tokens_maps_to_thinking_budget(server: VLServer) -> None:
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Think."}],
+        "max_tokens": 30,
+        "temperature": 0,
+        "enable_thinking": True,
+        "reasoning_max_tokens": 4,
+    }
+    resp = httpx.post(server.url("/v1/chat/completions"), json=body, timeout=60)
+    assert resp.status_code == 200, resp.text
+    msg = resp.json()["choices"][0]["message"]
+    # The budget closes the thinking part after 4 tokens: the rest is content.
+    assert msg["reasoning"] is not None
+    assert msg["reasoning_content"] == msg["reasoning"]
