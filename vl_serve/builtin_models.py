@@ -24,7 +24,7 @@ from typing import Any
 from vl_serve.errors import ConfigError
 
 # Bump when a builder's output changes, so caches rebuild.
-BUILDER_VERSION = "3"
+BUILDER_VERSION = "4"
 SEED = 1234
 
 QWEN_SPECIAL = [
@@ -186,21 +186,22 @@ _CORPUS_WORDS = [
 ]
 
 
-def _corpus() -> Iterator[str]:
+def _corpus(words: list[str], seed: int, lines: int) -> Iterator[str]:
     import random
 
-    rng = random.Random(SEED)
-    for _ in range(3000):
-        words = [rng.choice(_CORPUS_WORDS) for _ in range(rng.randint(3, 16))]
-        yield " ".join(words) + rng.choice([".", "?", "!", ",", ":", " 42", " 3.14", "\n"])
+    rng = random.Random(seed)
+    for _ in range(lines):
+        line = [rng.choice(words) for _ in range(rng.randint(3, 16))]
+        yield " ".join(line) + rng.choice([".", "?", "!", ",", ":", " 42", " 3.14", "\n", "\n\n"])
     yield "".join(chr(c) for c in range(32, 127))
     yield '{"name": "get_weather", "arguments": {"city": "Paris"}}'
 
 
-def build_qwen_tokenizer(out: Path, vocab_size: int = 1024) -> dict[str, int]:
-    """Train a byte-level BPE with Qwen's special tokens; return the ids of the special tokens."""
+def train_byte_bpe(
+    words: list[str], *, seed: int = SEED, vocab_size: int = 1024, lines: int = 3000
+) -> Any:
+    """A byte-level BPE ``tokenizers.Tokenizer`` trained on a seeded corpus of ``words``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -211,7 +212,15 @@ def build_qwen_tokenizer(out: Path, vocab_size: int = 1024) -> dict[str, int]:
         show_progress=False,
         special_tokens=[],
     )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.train_from_iterator(_corpus(words, seed, lines), trainer=trainer)
+    return tok
+
+
+def build_qwen_tokenizer(out: Path, vocab_size: int = 1024) -> dict[str, int]:
+    """Train a byte-level BPE with Qwen's special tokens; return the ids of the special tokens."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok = train_byte_bpe(_CORPUS_WORDS, vocab_size=vocab_size)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",

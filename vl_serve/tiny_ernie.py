@@ -10,8 +10,6 @@ think / response / tool-call tags are ordinary added tokens, so they survive
 from __future__ import annotations
 
 import json
-import random
-from collections.abc import Iterator
 from pathlib import Path
 
 ERNIE_SPECIAL = [
@@ -70,31 +68,13 @@ _WORDS_TEXT = (
 )
 
 
-def _corpus(seed: int = 4511) -> Iterator[str]:
-    rng = random.Random(seed)
-    words_all = _WORDS_TEXT.split()
-    for _ in range(2000):
-        words = [rng.choice(words_all) for _ in range(rng.randint(3, 14))]
-        yield " ".join(words) + rng.choice([".", "?", "!", ",", ":", " 42", "\n", "\n\n"])
-    yield "".join(chr(c) for c in range(32, 127))
-    yield '{"name": "get_weather", "arguments": {"city": "Paris"}}'
-
-
 def build_ernie_tokenizer(out: Path, vocab_size: int = 1024) -> dict[str, int]:
     """Write a HF tokenizer folder to ``out``; return the ids of the special and added tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-        special_tokens=[],
-    )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    from vl_serve.builtin_models import train_byte_bpe
+
+    tok = train_byte_bpe(_WORDS_TEXT.split(), seed=4511, vocab_size=vocab_size, lines=2000)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         unk_token="<unk>",

@@ -1,0 +1,1 @@
+"""ERNIE-4.5-VL on vLLM with transformers' native classes (no remote code)."""
