@@ -30,5 +30,14 @@ lint: install
 	$(BIN)/ruff format --check vl_serve plugins tests benchmarks
 	$(BIN)/mypy
 
+# Benchmarks: figures only (benchmarks/README.md). BENCH_ARGS passes options to bench.py.
+BENCH_ARGS ?=
+
+bench: install
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
+
+bench-smoke: install
+	$(BIN)/python benchmarks/bench.py --smoke $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

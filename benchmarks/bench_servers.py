@@ -1,0 +1,267 @@
+"""The servers `bench.py` compares: what each variant runs, and starting/stopping them safely.
+
+Every variant is derived from one vl-serve config:
+
+- ``vllm``: bare ``vllm serve`` with the argv vl-serve builds for that config, minus
+  ``--middleware`` and ``--reasoning-parser``, and the same environment (HF_HUB_OFFLINE=1, ...);
+- ``vl-serve``: ``vl-serve --config`` with ``reasoning.parser: qwen3_vl`` (middleware always on);
+- ``vllm-qwen3``: the bare argv plus vLLM's own ``--reasoning-parser qwen3``.
+
+Servers bind 127.0.0.1 on a free port, run in their own process group and are killed as a group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO / "deploy" / "configs" / "tiny-cpu.yaml"
+HOST = "127.0.0.1"
+VL_SERVE_PARSER = "qwen3_vl"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    kind: str  # "vl-serve" or "vllm"
+    reasoning_parser: str | None
+    description: str
+
+
+VARIANTS: dict[str, Variant] = {
+    "vllm": Variant("vllm", "vllm", None, "bare vllm serve, no reasoning parser (baseline)"),
+    "vl-serve": Variant(
+        "vl-serve",
+        "vl-serve",
+        VL_SERVE_PARSER,
+        f"vl-serve: reasoning parser {VL_SERVE_PARSER} + DialectMiddleware",
+    ),
+    "vllm-qwen3": Variant(
+        "vllm-qwen3", "vllm", "qwen3", "bare vllm serve --reasoning-parser qwen3 (vLLM's parser)"
+    ),
+}
+BASELINE = "vllm"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def load_config_dict(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise SystemExit(f"{path}: not a YAML mapping")
+    return data
+
+
+def parser_available(name: str) -> str | None:
+    """None when vLLM (with our plugin registered) can load reasoning parser ``name``, else why."""
+    try:
+        import vl_serve_plugins
+
+        vl_serve_plugins.register()
+        from vllm.reasoning import ReasoningParserManager
+
+        ReasoningParserManager.get_reasoning_parser(name)
+    except Exception as exc:  # any failure means: run without it, and say so
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@dataclass
+class Plan:
+    """One variant, resolved: the command, environment and (for vl-serve) config file."""
+
+    variant: Variant
+    command: list[str]
+    display: str
+    env: dict[str, str]
+    config: dict[str, Any]
+    config_path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _strip_flag(argv: list[str], flag: str) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == flag:
+            skip = True
+            continue
+        if arg.startswith(flag + "="):
+            continue
+        out.append(arg)
+    return out
+
+
+def _set_flag(argv: list[str], flag: str, value: str) -> list[str]:
+    argv = list(argv)
+    argv[argv.index(flag) + 1] = value
+    return argv
+
+
+def plan_variants(
+    names: list[str], config_path: Path, workdir: Path, *, vl_serve_parser: str | None
+) -> dict[str, Plan]:
+    """Resolve every variant from one config; ``vl_serve_parser`` None runs vl-serve without one."""
+    from vl_serve import config as vconfig
+    from vl_serve import launch
+    from vl_serve.argv import MIDDLEWARE
+
+    raw = load_config_dict(config_path)
+    raw["server"] = {**(raw.get("server") or {}), "host": HOST, "port": 8000}
+    raw["server"].pop("api_key_env", None)
+    raw["reasoning"] = {**(raw.get("reasoning") or {}), "parser": vl_serve_parser}
+    cfg = vconfig.from_dict(raw, str(config_path))
+    reference = launch.prepare(cfg, build=True, check=True)
+    bare = _strip_flag(_strip_flag(reference.argv, "--middleware"), "--reasoning-parser")
+    if MIDDLEWARE in bare:
+        raise SystemExit("could not strip the middleware from the vl-serve argv")
+    env = dict(reference.env)
+    plans: dict[str, Plan] = {}
+    for name in names:
+        variant = VARIANTS[name]
+        if variant.kind == "vl-serve":
+            notes = []
+            if vl_serve_parser is None:
+                notes.append(
+                    f"reasoning parser {VL_SERVE_PARSER} not available: vl-serve ran without one"
+                )
+            cfg_path = workdir / f"{name}.yaml"
+            cmd = [sys.executable, "-m", "vl_serve.cli", "--config", str(cfg_path)]
+            plans[name] = Plan(variant, cmd, reference.display(), env, raw, cfg_path, notes)
+        else:
+            argv = list(bare)
+            if variant.reasoning_parser:
+                argv += ["--reasoning-parser", variant.reasoning_parser]
+            run = launch.Launch(argv=argv, env=env)
+            plans[name] = Plan(variant, run.command(), run.display(), env, raw)
+    return plans
+
+
+class Server:
+    """One running variant on a free 127.0.0.1 port; ``close()`` kills its whole process group."""
+
+    def __init__(self, plan: Plan, workdir: Path) -> None:
+        self.plan = plan
+        self.port = free_port()
+        self.base_url = f"http://{HOST}:{self.port}"
+        self.log_path = workdir / f"{plan.variant.name}-{self.port}.log"
+        command = list(plan.command)
+        if plan.config_path is not None:
+            cfg = {**plan.config, "server": {**plan.config["server"], "port": self.port}}
+            plan.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        else:
+            command = _set_flag(command, "--port", str(self.port))
+        self.command = command
+        env = {**os.environ, **plan.env}
+        env.pop("VLLM_API_KEY", None)  # a stray key would turn auth on
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in close()
+        self.started = time.monotonic()
+        self.ready_s: float | None = None
+        self.proc = subprocess.Popen(
+            command,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,  # own process group, killed whole in close()
+        )
+
+    def wait_ready(self, timeout_s: float) -> float:
+        """Block until /health answers 200; returns the start-up seconds."""
+        deadline = self.started + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.plan.variant.name} exited with {self.proc.returncode} before "
+                    f"becoming healthy:\n{self.log_tail()}"
+                )
+            with (
+                contextlib.suppress(OSError, urllib.error.URLError),
+                urllib.request.urlopen(self.base_url + "/health", timeout=2) as resp,
+            ):
+                if resp.status == 200:
+                    self.ready_s = time.monotonic() - self.started
+                    return self.ready_s
+            time.sleep(0.5)
+        raise TimeoutError(
+            f"{self.plan.variant.name} not healthy after {timeout_s:.0f}s:\n{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def close(self, grace_s: float = 15.0) -> None:
+        try:
+            if self.proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=grace_s)
+        finally:
+            # The engine core and workers share the group: none may outlive the benchmark,
+            # whatever interrupted the graceful stop.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=10)
+            self._log.close()
+
+
+class ServerPool:
+    """Every server started through it is closed on exit, errors and signals included."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.servers: list[Server] = []
+
+    def __enter__(self) -> ServerPool:
+        def on_signal(signum: int, _frame: Any) -> None:
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        self._old = signal.signal(signal.SIGTERM, on_signal)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # A second Ctrl-C or SIGTERM must not interrupt the clean-up itself.
+        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            self.close_all()
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, self._old)
+
+    def start(self, plan: Plan) -> Server:
+        server = Server(plan, self.workdir)
+        self.servers.append(server)
+        return server
+
+    def stop(self, server: Server) -> None:
+        server.close()
+        self.servers.remove(server)
+
+    def close_all(self) -> None:
+        while self.servers:
+            self.servers.pop().close()

@@ -1,0 +1,65 @@
+"""`make bench-smoke`'s path works end to end: one vl-serve server, a few prompts, a result file.
+
+Checks the harness and the result's shape only; benchmark figures are never asserted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.e2e
+
+
+def test_bench_smoke_writes_a_sane_result(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/bench.py", "--smoke", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=840,
+    )
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+
+    result = json.loads((tmp_path / "latest.json").read_text())
+    assert result["kind"] == "vl-serve-bench"
+    assert result["mode"] == "smoke"
+    settings = result["settings"]
+    assert settings["variants"] == ["vl-serve"]
+    (conc,) = settings["concurrency"]
+    prompts = settings["prompts"][str(conc)]
+
+    (round_,) = result["rounds"]
+    assert round_["variant"] == "vl-serve"
+    assert round_["concurrency"] == conc
+    assert round_["completed"] == prompts == round_["num_prompts"]
+    assert round_["failed"] == 0
+    assert round_["request_throughput"] > 0
+    assert round_["output_throughput"] > 0
+    assert round_["total_output_tokens"] == prompts * settings["output_len"]
+    assert round_["median_ttft_ms"] > 0
+
+    summary = result["summary"]["vl-serve"][str(conc)]
+    assert summary["completed"] == prompts
+    assert summary["request_throughput"] == round_["request_throughput"]
+
+    env = result["environment"]
+    assert env["vllm"] and env["cpu_model"] and env["cpu_count"]
+    assert "git_commit" in env
+    assert result["variants"]["vl-serve"]["startup_s"]
+    assert "--middleware" in result["variants"]["vl-serve"]["vllm_command"]
+    assert settings["bench_argv_example"][:3] == ["vllm", "bench", "serve"]
+
+    baseline = result["transformers_baseline"]
+    assert baseline["request_throughput"] > 0
+    assert baseline["output_tokens_per_request"] == settings["output_len"]
+
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "latest.png").stat().st_size > 0
