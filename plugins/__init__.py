@@ -29,7 +29,13 @@ def register() -> None:
 
     for name, (module, cls) in REASONING_PARSERS.items():
         ReasoningParserManager.register_lazy_module(name, module, cls)
+
+    from vl_serve_plugins.ernie import register as register_ernie
+
+    register_ernie()
     # A child of vLLM's "vllm" logger, so it goes wherever vLLM's own logs go.
     logging.getLogger("vllm.plugins.vl_serve").info(
-        "vl-serve plugins registered: reasoning parsers %s", ", ".join(REASONING_PARSERS) or "-"
+        "vl-serve plugins registered: reasoning parsers %s; models %s",
+        ", ".join(REASONING_PARSERS) or "-",
+        "Ernie4_5_VLMoeForConditionalGeneration",
     )

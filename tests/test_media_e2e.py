@@ -398,6 +398,27 @@ def test_frame_list_nframes_samples_the_list(client: openai.OpenAI, ctx: Ctx, st
 
 
 @STREAM
+def test_video_file_fps_nframes_are_sampled_by_vl_serve(
+    client: openai.OpenAI, ctx: Ctx, reference: dict[str, int], stream: bool
+) -> None:
+    """fps / nframes on a video file: vl-serve decodes those frames and sends vLLM the frame-list
+    form, so vLLM needs no per-request mm_processor_kwargs (which it would refuse)."""
+    mp4 = b64(ctx, "clip.mp4", "video/mp4")  # 8 frames at 4 fps: 2 s
+
+    def tokens(video: Any, **fields: Any) -> int:
+        return send(client, [{"type": "video", "video": video, **fields}, QUESTION], stream=stream)
+
+    eight = tokens(mp4, nframes=8)
+    four = tokens(mp4, nframes=4)
+    print(f"\nclip.mp4 prompt tokens: nframes 8 -> {eight}, nframes 4 -> {four}")
+    assert reference["text"] + 8 <= four < eight
+    assert tokens(ctx.host.url("clip.mp4"), nframes=4) == four
+    assert tokens(str(ctx.allowed / "clip.mp4"), fps=1.0) == four  # 2 s at 1 fps: at least 4
+    assert tokens(frames(ctx, 4)) == four  # the same form as a list of four 64x64 frames
+    assert tokens(mp4, nframes=8, max_pixels=32 * 32) < eight  # frames resized, fewer tokens
+
+
+@STREAM
 def test_detail_low_costs_fewer_tokens(
     client: openai.OpenAI, ctx: Ctx, reference: dict[str, int], stream: bool
 ) -> None:
@@ -465,10 +486,6 @@ REFUSED: list[Row] = [
     # slow hosts: refused within the bound
     ("silent-host", lambda c: [image_url(c.host.url("silent"))], 400, "sent nothing for 1 s (media.read_timeout_s)"),
     ("dripping-host", lambda c: [image_url(c.host.url("drip"))], 400, "did not deliver within 2 s (media.fetch_timeout_s)"),
-    # vLLM 0.32 refuses per-request mm_processor_kwargs unless started with
-    # --trust-request-mm-kwargs: per-video fps / nframes on a video file become exactly that.
-    ("video-fps-needs-trust", lambda c: [{"type": "video", "video": b64(c, "clip.mp4", "video/mp4"), "fps": 1.0}], 400, "--trust-request-mm-kwargs"),
-    ("video-nframes-needs-trust", lambda c: [{"type": "video", "video": c.host.url("clip.mp4"), "nframes": 4}], 400, "--trust-request-mm-kwargs"),
 ]
 # fmt: on
 

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageStat
 
 from vl_serve import media_fetch
 from vl_serve.config import MediaConfig
@@ -342,13 +342,77 @@ def test_text_only_request_is_untouched() -> None:
     assert body == before
 
 
-def test_qwen_video_file_with_sampling_settings(server: MediaServer) -> None:
-    part = {"type": "video", "video": server.url("video.mp4"), "fps": 2.0, "nframes": 8}
-    body = chat(part)
-    run(body, settings(**LOOPBACK))
-    assert part_of(body)["type"] == "video_url"
-    assert part_of(body)["video_url"]["url"].startswith("data:video/mp4;base64,")
-    assert body["mm_processor_kwargs"] == {"fps": 2.0, "num_frames": 8}
+def frame_list(body: dict[str, Any]) -> list[Image.Image]:
+    """The frames of the request's first item, which must be vLLM's frame-list data URL."""
+    url = part_of(body)["video_url"]["url"]
+    assert url.startswith("data:video/jpeg;base64,"), url[:40]
+    return [Image.open(io.BytesIO(base64.b64decode(e))) for e in url.split(",")[1:]]
+
+
+# The samples are 20 frames at 10 fps (2 s), frame i a flat gray of i * 12.
+@pytest.mark.parametrize(
+    ("name", "fields", "media", "count"),
+    [
+        ("video.mp4", {"nframes": 8}, {}, 8),
+        ("video.mp4", {"fps": 2.0}, {}, 4),  # 2 s at 2 fps
+        ("video.mp4", {"fps": 3.0}, {}, 6),
+        ("video.mp4", {"fps": 1.0}, {}, 4),  # at least 4 (qwen-vl-utils' FPS_MIN_FRAMES)
+        ("video.mp4", {"fps": 2.5}, {}, 4),  # 5 frames rounded down to an even count
+        ("video.mp4", {"fps": 2.0, "nframes": 6}, {}, 6),  # nframes wins
+        ("video.mp4", {"nframes": 7}, {}, 7),  # as on a list of frames: not rounded
+        ("video.mp4", {"nframes": 30}, {}, 20),  # never more than the video has
+        ("video.mp4", {"fps": 10.0}, {"max_video_frame_images": 5}, 4),
+        ("video.mp4", {"nframes": 12}, {"max_video_frame_images": 5}, 5),
+        ("video.webm", {"nframes": 4}, {}, 4),
+        ("video.webm", {"fps": 5.0}, {}, 10),
+    ],
+)
+def test_qwen_video_file_is_sampled_into_frames(
+    server: MediaServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    name: str,
+    fields: dict[str, Any],
+    media: dict[str, Any],
+    count: int,
+) -> None:
+    """fps / nframes on a video file: vl-serve decodes the frames, no processor kwargs."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # where the video is decoded from
+    body = chat({"type": "video", "video": server.url(name), **fields})
+    body["mm_processor_kwargs"] = {"fps": 1}  # the client's own stay as they are
+    assert run(body, settings(**LOOPBACK, **media)) is True
+    assert body["mm_processor_kwargs"] == {"fps": 1}
+    frames = frame_list(body)
+    assert len(frames) == count
+    assert {f.size for f in frames} == {(64, 48)}
+    assert list(tmp_path.iterdir()) == []  # the private temp folder is gone
+
+
+def test_qwen_video_file_sampling_picks_the_right_frames(samples: dict[str, bytes]) -> None:
+    body = chat(
+        {"type": "video", "video": data_url("video/mp4", samples["video.mp4"]), "nframes": 4}
+    )
+    assert run(body, settings()) is True
+    grays = [ImageStat.Stat(f.convert("L")).mean[0] for f in frame_list(body)]
+    expected = [i * 12 for i in (0, 6, 13, 19)]  # 4 of 20, evenly, first and last included
+    assert all(abs(g - e) < 8 for g, e in zip(grays, expected, strict=True)), grays
+    assert "mm_processor_kwargs" not in body
+
+
+def test_qwen_video_file_pixel_budget_resizes_the_frames(server: MediaServer) -> None:
+    url = server.url("video.mp4")
+    cases: list[tuple[dict[str, Any], int, tuple[int, int]]] = [
+        ({"nframes": 2, "max_pixels": 32 * 24}, 2, (32, 24)),
+        ({"nframes": 2, "min_pixels": 128 * 96}, 2, (128, 96)),
+        ({"nframes": 2, "resized_width": 32}, 2, (32, 24)),
+        ({"max_pixels": 32 * 24}, 4, (32, 24)),  # no fps / nframes: qwen-vl-utils' 2 fps
+    ]
+    for fields, count, size in cases:
+        body = chat({"type": "video", "video": url, **fields})
+        run(body, settings(**LOOPBACK))
+        frames = frame_list(body)
+        assert (len(frames), {f.size for f in frames}) == (count, {size}), fields
+        assert "mm_processor_kwargs" not in body, fields
 
 
 def test_qwen_video_as_frame_list(server: MediaServer, samples: dict[str, bytes]) -> None:
@@ -414,11 +478,11 @@ def test_client_processor_kwargs_are_bounded() -> None:
         with pytest.raises(MediaError) as info:
             sanitize_mm_kwargs({"messages": [], **bad}, st)
         assert info.value.status == 400 and info.value.param == field, bad
-    # per-video settings that contradict the request's own are refused
-    body = chat({"type": "video", "video": data_url("video/mp4", b"x"), "fps": 4})
-    body["mm_processor_kwargs"] = {"fps": 2}
-    err = refused(body, st)
-    assert "'fps' differs" in err.message
+    # per-video settings are checked on the item, and never become processor kwargs
+    err = refused(chat({"type": "video", "video": data_url("video/mp4", b"x"), "fps": 99}), st)
+    assert err.param == "messages[0].content[1].fps"
+    err = refused(chat({"type": "video", "video": data_url("video/mp4", b"x"), "nframes": 1}), st)
+    assert "nframes must be at least 2" in err.message
 
 
 def test_body_limit_error() -> None:
@@ -584,6 +648,27 @@ REFUSALS: list[tuple[str, Any, dict[str, Any], int, str]] = [
         {"max_video_frame_pixels": 1000, **LOOPBACK},
         400,
         "64x48 = 3072 pixels, over the limit of 1000 pixels (media.max_video_frame_pixels)",
+    ),
+    (  # the container's limits are checked before any frame is decoded
+        "sampled video too long",
+        lambda s: {"type": "video", "video": s.url("video.mp4"), "fps": 2.0},
+        {"max_video_seconds": 1, **LOOPBACK},
+        400,
+        "lasts 2.0 s, over the limit of 1 s (media.max_video_seconds)",
+    ),
+    (
+        "sampled video frames too large",
+        lambda s: {"type": "video", "video": s.url("video.webm"), "nframes": 4},
+        {"max_video_frame_pixels": 1000, **LOOPBACK},
+        400,
+        "64x48 = 3072 pixels, over the limit of 1000 pixels (media.max_video_frame_pixels)",
+    ),
+    (
+        "sampled video not a video",
+        lambda s: {"type": "video", "video": s.url("img.png"), "nframes": 4},
+        LOOPBACK,
+        400,
+        "MP4 or WebM",
     ),
     (
         "frame list of mixed sizes",

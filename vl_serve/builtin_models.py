@@ -337,7 +337,14 @@ def build_tiny_qwen3_vl(out: Path) -> None:
 
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "tiny-qwen3-vl": build_tiny_qwen3_vl,
+    "tiny-ernie45-vl": lambda out: _tiny_ernie().build_tiny_ernie45_vl(out),
 }
+
+
+def _tiny_ernie() -> Any:
+    from vl_serve import tiny_ernie  # it imports this module: import at call time
+
+    return tiny_ernie
 
 
 def cache_root() -> Path:

@@ -15,8 +15,11 @@ body. It
   itself never fetches a user's URL or reads a user's path;
 * applies ``detail: "low" | "high"`` and per-image ``min_pixels``/``max_pixels``/``resized_*`` by
   resizing that image (a per-image pixel budget: it changes the image's token count);
-* turns per-video ``fps``/``nframes``/``min_pixels``/``max_pixels`` into the request's
-  ``mm_processor_kwargs`` and accepts only those keys, within bounds, from clients.
+* applies per-video ``fps``/``nframes``/``min_pixels``/``max_pixels``/``resized_*`` itself: a
+  video file is sampled (only the needed frames decoded, with OpenCV) into vLLM's frame-list
+  form ``data:video/jpeg;base64,<frame>,<frame>,...`` and the frames resized like images, so no
+  per-request ``mm_processor_kwargs`` are needed; client ``mm_processor_kwargs`` are accepted
+  only for a few keys, within bounds.
 
 Refusals raise :class:`MediaError` (status 400, or 413 for byte sizes) whose message names the
 item (``messages[0].content[2]``) and the limit, never a URL, a path or an exception's text.
@@ -32,7 +35,7 @@ import os
 import re
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from vl_serve.config import MediaConfig
@@ -52,9 +55,12 @@ from vl_serve.media_probe import (
     CheckedImage,
     ImageLimits,
     Resize,
+    VideoInfo,
     VideoLimits,
     check_image,
     check_video,
+    decode_frames,
+    even_indices,
 )
 
 __all__ = [
@@ -78,6 +84,8 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _DETAIL = ("auto", "low", "high")
 _MAX_SAMPLED_FRAMES = 768  # qwen-vl-utils' VIDEO_MAX_FRAMES
 _MAX_FPS = 60.0
+_DEFAULT_FPS = 2.0  # qwen-vl-utils' FPS: a video file resized without fps/nframes
+_FPS_MIN_FRAMES = 4  # qwen-vl-utils' FPS_MIN_FRAMES
 _PROCESSOR_KEYS = ("fps", "num_frames", "min_pixels", "max_pixels")
 _MODALITY_NAMES = {"image": "images", "video": "videos", "audio": "audio items"}
 
@@ -224,7 +232,7 @@ class _Item:
     source: Any  # URL/path string, list of frame sources, or None (uuid-only reference)
     qwen: bool = False  # qwen-vl-utils form: bare local paths are allowed
     resize: Resize | None = None
-    processor: dict[str, int | float] = field(default_factory=dict)
+    fps: float | None = None
     nframes: int | None = None
 
 
@@ -295,31 +303,21 @@ def _classify_video(part: dict[str, Any], where: str, cfg: MediaConfig) -> _Item
     source = part.get("video", part.get("video_url"))
     if isinstance(source, dict):
         source = source.get("url")
-    processor: dict[str, int | float] = {}
-    if part.get("fps") is not None:
-        processor["fps"] = _processor_value("fps", part["fps"], f"{where}.fps", cfg)
+    fps = None
+    if part.get("fps") is not None:  # samples a video file; a list of frames has no time base
+        fps = float(_processor_value("fps", part["fps"], f"{where}.fps", cfg))
     nframes = _positive_int(part, "nframes", where, _MAX_SAMPLED_FRAMES)
+    if nframes is not None and nframes < 2:
+        raise _bad(where, "nframes must be at least 2")
     frame_pixels = cfg.max_video_frame_pixels
-    min_px = _positive_int(part, "min_pixels", where, frame_pixels)
-    max_px = _positive_int(part, "max_pixels", where, 1 << 40)
-    width = _positive_int(part, "resized_width", where, frame_pixels)
-    height = _positive_int(part, "resized_height", where, frame_pixels)
-    resize = None
-    if isinstance(source, list):
-        if nframes is not None and nframes < 2:
-            raise _bad(where, "nframes must be at least 2")
-        resize = Resize(max_pixels=max_px, min_pixels=min_px, width=width, height=height) or None
-    else:
-        if width is not None or height is not None:
-            raise _bad(where, "resized_width/resized_height apply to lists of frames only")
-        if nframes is not None:
-            processor["num_frames"] = nframes
-        if min_px is not None:
-            processor["min_pixels"] = min_px
-        if max_px is not None:
-            processor["max_pixels"] = min(max_px, frame_pixels)
+    resize = Resize(
+        max_pixels=_positive_int(part, "max_pixels", where, 1 << 40),
+        min_pixels=_positive_int(part, "min_pixels", where, frame_pixels),
+        width=_positive_int(part, "resized_width", where, frame_pixels),
+        height=_positive_int(part, "resized_height", where, frame_pixels),
+    )
     return _Item(
-        where, "video", [], 0, part, source, qwen=True, resize=resize, processor=processor,
+        where, "video", [], 0, part, source, qwen=True, resize=resize or None, fps=fps,
         nframes=nframes,
     )  # fmt: skip
 
@@ -496,7 +494,32 @@ async def _video(found: _Item, ctx: _Ctx) -> dict[str, Any]:
         cfg.max_video_frame_pixels, cfg.min_image_side, cfg.max_video_frames, cfg.max_video_seconds
     )
     info = await _in_thread(check_video, data, limits)
-    return {"type": "video_url", "video_url": {"url": await _data_url(info.mime, data)}}
+    if found.fps is None and found.nframes is None and found.resize is None:
+        return {"type": "video_url", "video_url": {"url": await _data_url(info.mime, data)}}
+    # Sampled and resized here, into the frame-list form: no per-request processor kwargs.
+    n = _file_nframes(found, info, cfg)
+    decoded = await _in_thread(decode_frames, data, info, n, limits)
+    del data
+    return await _frame_list(found, decoded, _as_is, ctx)
+
+
+def _file_nframes(found: _Item, info: VideoInfo, cfg: MediaConfig) -> int:
+    """Frames to sample from a video file, as qwen-vl-utils' smart_nframes counts them.
+
+    ``nframes`` wins; else ``fps`` (default 2) over the duration, at least 4 and rounded down to
+    an even count. Never more than the video's frames or media.max_video_frame_images.
+    """
+    cap = min(info.frames, cfg.max_video_frame_images)
+    if found.nframes is not None:
+        return min(found.nframes, cap)
+    fps = found.fps or _DEFAULT_FPS
+    wanted = info.seconds * fps if info.seconds > 0 else float(info.frames)
+    n = math.floor(min(max(wanted, _FPS_MIN_FRAMES), cap))
+    return max(1, n - n % 2)
+
+
+async def _as_is(data: bytes) -> bytes:
+    return data
 
 
 async def _frames(found: _Item, sources: list[Any], ctx: _Ctx, *, inline: bool) -> dict[str, Any]:
@@ -510,31 +533,42 @@ async def _frames(found: _Item, sources: list[Any], ctx: _Ctx, *, inline: bool) 
             code="media_too_large",
         )
     if found.nframes is not None and found.nframes < len(sources):
-        step = (len(sources) - 1) / (found.nframes - 1)
-        sources = [sources[round(i * step)] for i in range(found.nframes)]
-    limits = _image_limits(cfg, frame=True)
+        sources = [sources[i] for i in even_indices(len(sources), found.nframes)]
     budget = [ctx.video_bytes]
+
+    async def load(source: Any) -> bytes:
+        if inline:
+            if not isinstance(source, str):
+                raise Refusal("the frame is not base64 text")
+            data = await _in_thread(
+                decode_base64, source, cfg.max_item_bytes, "max_item_bytes", "frame"
+            )
+        else:
+            data, _mime = await _load(
+                source,
+                ctx,
+                bare_paths=True,
+                max_bytes=cfg.max_item_bytes,
+                size_field="max_item_bytes",
+            )
+        budget[0] -= len(data)
+        if budget[0] < 0:
+            raise too_large("video (all frames together)", ctx.video_bytes, ctx.video_field)
+        return data
+
+    return await _frame_list(found, sources, load, ctx)
+
+
+async def _frame_list(
+    found: _Item, sources: list[Any], load: Callable[[Any], Awaitable[bytes]], ctx: _Ctx
+) -> dict[str, Any]:
+    """Check (and resize) each frame; vLLM's ``data:video/jpeg;base64,<f1>,<f2>,...`` form."""
+    limits = _image_limits(ctx.cfg, frame=True)
 
     async def one(i: int, source: Any) -> CheckedImage:
         where = f"{found.where}.video[{i}]"
         try:
-            if inline:
-                if not isinstance(source, str):
-                    raise Refusal("the frame is not base64 text")
-                data = await _in_thread(
-                    decode_base64, source, cfg.max_item_bytes, "max_item_bytes", "frame"
-                )
-            else:
-                data, _mime = await _load(
-                    source,
-                    ctx,
-                    bare_paths=True,
-                    max_bytes=cfg.max_item_bytes,
-                    size_field="max_item_bytes",
-                )
-            budget[0] -= len(data)
-            if budget[0] < 0:
-                raise too_large("video (all frames together)", ctx.video_bytes, ctx.video_field)
+            data = await load(source)
             return await _in_thread(check_image, data, limits, found.resize, "frame")
         except Refusal as refusal:
             raise _refused(where, refusal) from None
@@ -585,29 +619,6 @@ async def _process(found: _Item, ctx: _Ctx) -> dict[str, Any] | None:
     return new
 
 
-def _merge_processor_kwargs(body: dict[str, Any], items: list[_Item]) -> dict[str, Any] | None:
-    """The request's mm_processor_kwargs with the per-video settings added (None: unchanged)."""
-    merged: dict[str, Any] = dict(body.get("mm_processor_kwargs") or {})
-    origin = dict.fromkeys(merged, "mm_processor_kwargs")
-    changed = False
-    for found in items:
-        for key, value in found.processor.items():
-            if key in merged and merged[key] != value:
-                raise _bad(
-                    found.where,
-                    f"'{_QWEN_NAME.get(key, key)}' differs from {origin[key]}; vLLM applies one "
-                    "value per request",
-                    "invalid_parameter",
-                )
-            if key not in merged:
-                merged[key], origin[key] = value, found.where
-                changed = True
-    return merged if changed else None
-
-
-_QWEN_NAME = {"num_frames": "nframes"}
-
-
 async def prepare_request(body: dict[str, Any], settings: dict[str, Any]) -> bool:
     """Check and rewrite the media of one chat completion request in place.
 
@@ -620,14 +631,10 @@ async def prepare_request(body: dict[str, Any], settings: dict[str, Any]) -> boo
     _check_counts(items, cfg, settings)
     if not items:
         return changed
-    processor_kwargs = _merge_processor_kwargs(body, items)
     ctx = _Ctx(cfg, FetchPolicy.from_config(cfg))
     results = await _gather([_process(found, ctx) for found in items])
     for found, new in zip(items, results, strict=True):
         if new is not None:
             found.content[found.index] = new
             changed = True
-    if processor_kwargs is not None:
-        body["mm_processor_kwargs"] = processor_kwargs
-        changed = True
     return changed

@@ -6,7 +6,8 @@ pixel is decoded. Images within the limits are then decoded once (JPEGs at 1/8 s
 or corrupt data is refused here with a clear message rather than deep inside the model processor.
 
 Videos: MP4/MOV and WebM/Matroska containers are parsed in pure Python (box and EBML element
-headers only, nothing decoded) for frame size, frame count and duration.
+headers only, nothing decoded) for frame size, frame count and duration. Only a video that passed
+those checks may then have a few of its frames decoded (:func:`decode_frames`, OpenCV).
 
 Everything here is blocking and CPU-bound: run it in a worker thread.
 """
@@ -16,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
 import struct
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -292,6 +295,72 @@ def check_video(data: bytes, limits: VideoLimits) -> VideoInfo:
             code="media_too_large",
         )
     return info
+
+
+def even_indices(total: int, n: int) -> list[int]:
+    """``n`` indices spread evenly over ``range(total)``, first and last included (n <= total)."""
+    if n >= total:
+        return list(range(total))
+    if n <= 1:
+        return [0]
+    step = (total - 1) / (n - 1)
+    return [round(i * step) for i in range(n)]
+
+
+def decode_frames(data: bytes, info: VideoInfo, n: int, limits: VideoLimits) -> list[bytes]:
+    """JPEG bytes of ``n`` frames spread evenly over a video already passed by :func:`check_video`.
+
+    The bytes go to a file in a private temporary folder (OpenCV reads files only), frames are
+    sought by index and decoded one at a time; the capture is released and the folder deleted
+    whatever happens.
+    """
+    import cv2  # vLLM's own video decoder: imported only when a video is sampled here
+
+    with tempfile.TemporaryDirectory(prefix="vl-serve-video-") as tmp:  # mode 0700
+        path = os.path.join(tmp, f"video.{info.container}")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+        try:
+            return _read_frames(cv2, cap, info, n, limits)
+        finally:
+            cap.release()
+
+
+def _read_frames(cv2: Any, cap: Any, info: VideoInfo, n: int, limits: VideoLimits) -> list[bytes]:
+    corrupt = Refusal(f"the video's {info.container.upper()} frames could not be decoded")
+    if not cap.isOpened():
+        raise corrupt
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+
+    def check(w: int, h: int) -> None:  # the stream must agree with the container's header
+        if w * h > limits.max_frame_pixels:
+            raise Refusal(
+                f"the video's frames are {w}x{h} = {w * h} pixels, over the limit of "
+                f"{limits.max_frame_pixels} pixels (media.max_video_frame_pixels)",
+                code="media_too_large",
+            )
+
+    check(w, h)
+    total = info.frames
+    decodable = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    if 0 < decodable < total:
+        total = decodable
+    out: list[bytes] = []
+    position = 0  # the frame the next read() returns
+    for index in even_indices(total, min(n, total)):
+        if index != position:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            raise corrupt
+        position = index + 1
+        check(frame.shape[1], frame.shape[0])
+        ok, encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        if not ok:
+            raise corrupt
+        out.append(encoded.tobytes())
+    return out
 
 
 # MP4 / QuickTime: ISO base media file format boxes.

@@ -1,0 +1,139 @@
+"""vl-serve's ERNIE-4.5-VL adapter without a server: config normalisation, registration, patch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# The remote-code config.json of baidu/ERNIE-4.5-VL-28B-A3B-PT (the fields vLLM reads).
+REMOTE_28B = {
+    "architectures": ["Ernie4_5_VLMoeForConditionalGeneration"],
+    "model_type": "ernie4_5_moe_vl",
+    "hidden_size": 2560,
+    "intermediate_size": 12288,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 20,
+    "num_key_value_heads": 4,
+    "moe_num_experts": [64, 64],
+    "moe_intermediate_size": [1536, 512],
+    "moe_layer_start_index": [1, 1],
+    "moe_layer_end_index": [29, 28],
+    "moe_k": 6,
+    "spatial_conv_size": 2,
+    "temporal_conv_size": 2,
+    "pixel_hidden_size": 1280,
+    "im_patch_id": 100295,
+    "freq_allocation": 20,
+    "vision_config": {"depth": 32, "embed_dim": 1280, "hidden_size": 1280, "mlp_ratio": 4},
+}
+
+
+def _tiny_native_config() -> Any:
+    from transformers import Ernie4_5_VLMoeConfig
+
+    return Ernie4_5_VLMoeConfig(
+        text_config={
+            "vocab_size": 100,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 32,
+            "moe_intermediate_size": [32, 16],
+            "moe_num_experts": 4,
+            "mlp_layer_types": ["dense", "sparse", "sparse", "sparse"],
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 5e5,
+                "mrope_section": [6, 6, 4],
+            },
+        },
+        vision_config={"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2},
+        image_token_id=7,
+    )
+
+
+def test_native_config_gets_the_flat_fields_vllm_reads() -> None:
+    from vl_serve_plugins.ernie.config import is_native, normalize_config
+
+    cfg = _tiny_native_config()
+    assert is_native(cfg)
+    assert normalize_config(cfg) is cfg
+    assert cfg.hidden_size == 64 and cfg.num_hidden_layers == 4 and cfg.head_dim == 32
+    assert cfg.moe_num_experts == [4, 4] and cfg.moe_intermediate_size == [32, 16]
+    assert (cfg.moe_layer_start_index, cfg.moe_layer_end_index) == ([1, 1], [3, 3])
+    assert cfg.moe_layer_interval == 1
+    assert cfg.freq_allocation == 4  # the t section of mrope_section [h, w, t]
+    assert (cfg.spatial_conv_size, cfg.temporal_conv_size, cfg.pixel_hidden_size) == (2, 2, 32)
+    assert cfg.im_patch_id == 7
+    assert cfg.vision_config.embed_dim == 32 and cfg.vision_config.mlp_ratio == 2.0
+    assert not is_native(cfg)
+    assert normalize_config(cfg).moe_num_experts == [4, 4]  # idempotent
+
+
+def test_remote_format_config_is_left_alone() -> None:
+    from transformers import PretrainedConfig
+    from vl_serve_plugins.ernie.config import is_native, normalize_config
+
+    cfg = PretrainedConfig(**REMOTE_28B)
+    before = cfg.to_dict()
+    assert not is_native(cfg)
+    assert normalize_config(cfg).to_dict() == before
+
+
+def test_unmappable_moe_layout_is_refused() -> None:
+    from vl_serve_plugins.ernie.config import _moe_layer_range
+
+    assert _moe_layer_range(["dense", "sparse", "dense", "sparse"]) == (1, 3, 2)
+    with pytest.raises(ValueError, match="no equivalent"):
+        _moe_layer_range(["sparse", "dense", "dense", "sparse", "sparse"])
+
+
+def test_registered_under_vllms_architecture_name() -> None:
+    import vl_serve_plugins
+    from vllm import ModelRegistry
+
+    vl_serve_plugins.register()
+    cls = ModelRegistry._try_load_model_cls("Ernie4_5_VLMoeForConditionalGeneration")
+    assert cls is not None
+    assert cls.__module__ == "vl_serve_plugins.ernie.model"
+
+
+def test_rope_cpu_patch_still_applies_and_fixes_the_call() -> None:
+    """vLLM 0.26-0.32: MRotaryEmbedding.forward_cpu passes offsets to ERNIE's forward_native."""
+    import torch
+    import vl_serve_plugins.ernie.model  # noqa: F401  (applies the patch on import)
+    from vl_serve_plugins import patches
+    from vllm.model_executor.layers.rotary_embedding.ernie45_vl_rope import (
+        Ernie4_5_VLRotaryEmbedding,
+    )
+    from vllm.model_executor.layers.rotary_embedding.mrope import MRotaryEmbedding
+
+    # The bug is still there in the installed vLLM (else drop the patch): the inherited
+    # forward_cpu forwards `offsets`, which ERNIE's forward_native does not take.
+    assert "offsets" in MRotaryEmbedding.forward_cpu.__code__.co_varnames
+    assert "offsets" not in Ernie4_5_VLRotaryEmbedding.forward_native.__code__.co_varnames
+    assert "forward_cpu" in Ernie4_5_VLRotaryEmbedding.__dict__  # patched
+    assert not patches.ernie45_vl_rope_cpu_needed()
+
+    rope = Ernie4_5_VLRotaryEmbedding.__new__(Ernie4_5_VLRotaryEmbedding)
+    calls: list[tuple[Any, ...]] = []
+    rope.forward_native = lambda *a: calls.append(a) or (a[1], a[2])  # type: ignore[method-assign]
+    q = torch.zeros(1, 32)
+    out = Ernie4_5_VLRotaryEmbedding.forward_cpu(rope, torch.zeros(3, 1, dtype=torch.long), q, q)
+    assert out[0] is q and len(calls[0]) == 3  # no offsets forwarded
+
+
+def test_tiny_model_is_native_format() -> None:
+    import json
+
+    from vl_serve.builtin_models import BUILDERS, ensure_built
+
+    assert "tiny-ernie45-vl" in BUILDERS
+    path: Path = ensure_built("tiny-ernie45-vl")
+    config = json.loads((path / "config.json").read_text())
+    assert config["model_type"] == "ernie4_5_vl_moe" and "spatial_conv_size" not in config
+    assert json.loads((path / "processor_config.json").read_text())
