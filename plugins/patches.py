@@ -1,7 +1,7 @@
 """The one place where vl-serve patches vLLM. Each patch: what, why, which vLLM versions.
 
 Patches are applied lazily by the code that needs them (never at plugin import), check that the
-bug is still there before touching anything, and are idempotent. ``tests/test_patches.py`` proves
+bug is still there before touching anything, and are idempotent. ``tests/test_ernie_adapter.py`` proves
 each one still applies (and still fixes the bug) on the installed vLLM.
 """
 
