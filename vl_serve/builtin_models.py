@@ -246,12 +246,24 @@ def build_qwen_tokenizer(out: Path, vocab_size: int = 1024) -> dict[str, int]:
     return {t: fast.convert_tokens_to_ids(t) for t in QWEN_SPECIAL + QWEN_ADDED}
 
 
+def save_random_model(
+    model_cls: Any, config: Any, out: Path, *, bos: int, eos: list[int], pad: int
+) -> None:
+    """Seeded random weights for ``config`` (bf16, safetensors) and a generation config."""
+    import torch
+    from transformers import GenerationConfig
+
+    config.architectures = [model_cls.__name__]
+    torch.manual_seed(SEED)
+    model = model_cls(config).to(torch.bfloat16).eval()
+    model.save_pretrained(out, safe_serialization=True)
+    GenerationConfig(bos_token_id=bos, eos_token_id=eos, pad_token_id=pad).save_pretrained(out)
+
+
 def build_tiny_qwen3_vl(out: Path) -> None:
     """A 2-layer Qwen3-VL with a 2-block vision tower: about 300k parameters."""
-    import torch
     from transformers import (
         AutoTokenizer,
-        GenerationConfig,
         Qwen2VLImageProcessor,
         Qwen3VLConfig,
         Qwen3VLForConditionalGeneration,
@@ -300,15 +312,14 @@ def build_tiny_qwen3_vl(out: Path) -> None:
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=False,
     )
-    config.architectures = ["Qwen3VLForConditionalGeneration"]
-    torch.manual_seed(SEED)
-    model = Qwen3VLForConditionalGeneration(config).to(torch.bfloat16).eval()
-    model.save_pretrained(out, safe_serialization=True)
-    GenerationConfig(
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
-        pad_token_id=ids["<|endoftext|>"],
-    ).save_pretrained(out)
+    save_random_model(
+        Qwen3VLForConditionalGeneration,
+        config,
+        out,
+        bos=ids["<|endoftext|>"],
+        eos=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+        pad=ids["<|endoftext|>"],
+    )
 
     # Pixel budget: 64x64 .. 256x256 per image (a 64x64 image is 16 patches -> 4 tokens).
     image_processor = Qwen2VLImageProcessor(

@@ -128,7 +128,6 @@ def build_tiny_ernie45_vl(out: Path) -> None:
     weight names) with the native config (``model_type: ernie4_5_vl_moe``) and processor, so
     vLLM serves it only through vl-serve's ERNIE adapter, without remote code.
     """
-    import torch
     from transformers import (
         AutoTokenizer,
         Ernie4_5_VLMoeConfig,
@@ -136,10 +135,9 @@ def build_tiny_ernie45_vl(out: Path) -> None:
         Ernie4_5_VLMoeImageProcessor,
         Ernie4_5_VLMoeProcessor,
         Ernie4_5_VLMoeVideoProcessor,
-        GenerationConfig,
     )
 
-    from vl_serve.builtin_models import SEED
+    from vl_serve.builtin_models import save_random_model
 
     ids = build_ernie_tokenizer(out, video_token=True)
     tokenizer = AutoTokenizer.from_pretrained(out)
@@ -186,15 +184,14 @@ def build_tiny_ernie45_vl(out: Path) -> None:
         video_end_token_id=ids["<|VIDEO_END|>"],
         tie_word_embeddings=False,
     )
-    config.architectures = ["Ernie4_5_VLMoeForConditionalGeneration"]
-    torch.manual_seed(SEED)
-    model = Ernie4_5_VLMoeForConditionalGeneration(config).to(torch.bfloat16).eval()
-    model.save_pretrained(out, safe_serialization=True)
-    GenerationConfig(
-        bos_token_id=ids["<s>"],
-        eos_token_id=[ids["</s>"], ids["<|end_of_sentence|>"]],
-        pad_token_id=ids["<unk>"],
-    ).save_pretrained(out)
+    save_random_model(
+        Ernie4_5_VLMoeForConditionalGeneration,
+        config,
+        out,
+        bos=ids["<s>"],
+        eos=[ids["</s>"], ids["<|end_of_sentence|>"]],
+        pad=ids["<unk>"],
+    )
     # Pixel budget 56x56 .. 224x224 per image (a 64x64 image -> 4x4 patches -> 4 tokens); videos
     # the same per frame, two frames per token row (temporal merge).
     size = {"shortest_edge": 56 * 56, "longest_edge": 224 * 224}
