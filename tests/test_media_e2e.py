@@ -13,26 +13,23 @@ their message shows (an address refusal, not a connection failure).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import os
 import re
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import openai
 import pytest
 from PIL import Image
 
 from tests.conftest import data_url, mp4_bytes, png_bytes
+from tests.media_hosts import MediaHost
 from tests.test_media_unit import pixel_bomb_png, video_bytes
 from tests.vlserver import VLServer, tiny_config
 from vl_serve.config import VLServeConfig
@@ -94,95 +91,25 @@ def samples() -> dict[str, bytes]:
 # A loopback media host with misbehaviours (127.0.0.1 only)
 
 
-class TrickHost:
-    def __init__(self, files: dict[str, bytes]) -> None:
-        self.files = files
-        self.hits: dict[str, int] = {}
-        self.stop = threading.Event()
-        host = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    host.route(self)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}/{path.lstrip('/')}"
-
-    def close(self) -> None:
-        self.stop.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def route(self, h: BaseHTTPRequestHandler) -> None:
-        parts = urlsplit(h.path)
-        name = parts.path.lstrip("/")
-        query = parse_qs(parts.query)
-        self.hits[name] = self.hits.get(name, 0) + 1
-        if name in self.files:
-            body = self.files[name]
-            h.send_response(200)
-            h.send_header("Content-Length", str(len(body)))
-            h.end_headers()
-            h.wfile.write(body)
-        elif name == "redirect":
-            h.send_response(302)
-            h.send_header("Location", query["to"][0])
-            h.end_headers()
-        elif name in ("big", "big-cl"):  # zeros, with or without Content-Length
-            total = int(query["bytes"][0])
-            h.send_response(200)
-            if name == "big-cl":
-                h.send_header("Content-Length", str(total))
-            h.end_headers()
-            sent, chunk = 0, b"\x00" * (64 * 1024)
-            while sent < total and not self.stop.is_set():
-                h.wfile.write(chunk)
-                sent += len(chunk)
-        elif name == "silent":  # accepts, then says nothing
-            self.stop.wait(FETCH_TIMEOUT_S * 4)
-        elif name == "drip":  # a byte every half read timeout: only the total bound stops it
-            h.send_response(200)
-            h.send_header("Content-Length", "1000")
-            h.end_headers()
-            for _ in range(1000):
-                if self.stop.wait(READ_TIMEOUT_S / 2):
-                    break
-                h.wfile.write(b"\x00")
-                h.wfile.flush()
-        else:
-            h.send_response(404)
-            h.send_header("Content-Length", "0")
-            h.end_headers()
-
-
 @pytest.fixture(scope="module")
-def host(samples: dict[str, bytes]) -> Iterator[TrickHost]:
-    srv = TrickHost(samples)
+def host(samples: dict[str, bytes]) -> Iterator[MediaHost]:
+    srv = MediaHost(
+        samples, silent_s=FETCH_TIMEOUT_S * 4, drip_s=READ_TIMEOUT_S / 2, chunk_bytes=64 * 1024
+    )
     yield srv
     srv.close()
 
 
 @dataclass
 class Ctx:
-    host: TrickHost
+    host: MediaHost
     allowed: Path  # media.allowed_local_media_path
     outside: Path  # a folder next to it that must stay unreadable
     samples: dict[str, bytes]
 
 
 @pytest.fixture(scope="module")
-def ctx(host: TrickHost, samples: dict[str, bytes]) -> Iterator[Ctx]:
+def ctx(host: MediaHost, samples: dict[str, bytes]) -> Iterator[Ctx]:
     with tempfile.TemporaryDirectory(prefix="vlserve-media-e2e-") as tmp:
         allowed, outside = Path(tmp) / "allowed", Path(tmp) / "outside"
         allowed.mkdir()
@@ -586,7 +513,7 @@ def test_slow_host_fails_in_bound_while_others_are_served(
     assert normal < slow_elapsed and normal < FETCH_TIMEOUT_S
 
 
-def test_default_config_refuses_the_loopback_host(host: TrickHost) -> None:
+def test_default_config_refuses_the_loopback_host(host: MediaHost) -> None:
     """Without allowed_networks, the loopback host is refused before connecting (no server)."""
     settings = runtime_sections(VLServeConfig(model="x"))
     hits = dict(host.hits)

@@ -15,19 +15,17 @@ import os
 import re
 import socket
 import struct
-import threading
 import time
 import tracemalloc
 import zlib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from PIL import Image, ImageStat
 
+from tests.media_hosts import MediaHost
 from vl_serve import media_fetch
 from vl_serve.config import MediaConfig
 from vl_serve.media import MediaError, body_too_large, prepare_request, sanitize_mm_kwargs
@@ -123,104 +121,18 @@ def samples() -> dict[str, bytes]:
 # Loopback HTTP servers
 
 
-class MediaServer:
-    """A threaded HTTP server on one loopback address serving test media and misbehaviours."""
-
-    def __init__(self, host: str, files: dict[str, bytes]) -> None:
-        self.files = files
-        self.sent_big = 0  # bytes of /big* the client actually took before hanging up
-        self.stop = threading.Event()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                server.route(self)
-
-        self.httpd = ThreadingHTTPServer((host, 0), Handler)
-        self.httpd.daemon_threads = True
-        self.host = host
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str, host: str | None = None) -> str:
-        return f"http://{host or self.host}:{self.port}/{path.lstrip('/')}"
-
-    def close(self) -> None:
-        self.stop.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def route(self, h: BaseHTTPRequestHandler) -> None:
-        parts = urlsplit(h.path)
-        name = parts.path.lstrip("/")
-        query = parse_qs(parts.query)
-        try:
-            if name in self.files:
-                body = self.files[name]
-                h.send_response(200)
-                h.send_header("Content-Length", str(len(body)))
-                h.end_headers()
-                h.wfile.write(body)
-            elif name == "redirect":
-                h.send_response(302)
-                h.send_header("Location", query["to"][0])
-                h.end_headers()
-            elif name in ("big", "big-cl"):
-                total = int(query.get("bytes", [str(100 * MB)])[0])
-                h.send_response(200)
-                if name == "big-cl":
-                    h.send_header("Content-Length", str(total))
-                h.end_headers()
-                chunk = b"\x00" * (256 * 1024)
-                sent = 0
-                while sent < total and not self.stop.is_set():
-                    h.wfile.write(chunk)
-                    sent += len(chunk)
-                    self.sent_big = sent
-            elif name == "silent":
-                self.stop.wait(20)  # accepts, then never answers
-            elif name == "drip":
-                h.send_response(200)
-                h.send_header("Content-Length", "1000")
-                h.end_headers()
-                for _ in range(1000):
-                    if self.stop.wait(0.1):
-                        break
-                    h.wfile.write(b"\x00")
-                    h.wfile.flush()
-            elif name == "gzip":
-                body = zlib.compress(PNG)
-                h.send_response(200)
-                h.send_header("Content-Encoding", "gzip")
-                h.send_header("Content-Length", str(len(body)))
-                h.end_headers()
-                h.wfile.write(body)
-            else:
-                h.send_response(404)
-                h.send_header("Content-Length", "0")
-                h.end_headers()
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-
 @pytest.fixture(scope="module")
-def server(samples: dict[str, bytes]) -> Iterator[MediaServer]:
-    srv = MediaServer("127.0.0.1", samples)
+def server(samples: dict[str, bytes]) -> Iterator[MediaHost]:
+    srv = MediaHost(samples, gzip_body=zlib.compress(PNG))
     yield srv
     srv.close()
 
 
 @pytest.fixture(scope="module")
-def server2(samples: dict[str, bytes]) -> Iterator[MediaServer]:
+def server2(samples: dict[str, bytes]) -> Iterator[MediaHost]:
     """A second host (127.0.0.2) for per-host and cross-host cases."""
     try:
-        srv = MediaServer("127.0.0.2", samples)
+        srv = MediaHost(samples, host="127.0.0.2", gzip_body=zlib.compress(PNG))
     except OSError:
         pytest.skip("127.0.0.2 cannot be bound here")
     yield srv
@@ -285,7 +197,7 @@ def part_of(body: dict[str, Any], index: int = 1) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("name", ["img.png", "img.jpg", "img.bmp", "img.webp", "img.gif"])
-def test_image_formats_over_http(server: MediaServer, samples: dict[str, bytes], name: str) -> None:
+def test_image_formats_over_http(server: MediaHost, samples: dict[str, bytes], name: str) -> None:
     body = chat(image_part(server.url(name)))
     assert run(body, settings(**LOOPBACK)) is True
     part = part_of(body)
@@ -294,7 +206,7 @@ def test_image_formats_over_http(server: MediaServer, samples: dict[str, bytes],
 
 
 @pytest.mark.parametrize("name", ["video.mp4", "video.webm"])
-def test_video_formats_over_http(server: MediaServer, samples: dict[str, bytes], name: str) -> None:
+def test_video_formats_over_http(server: MediaHost, samples: dict[str, bytes], name: str) -> None:
     body = chat(video_part(server.url(name)))
     run(body, settings(**LOOPBACK))
     url = part_of(body)["video_url"]["url"]
@@ -302,7 +214,7 @@ def test_video_formats_over_http(server: MediaServer, samples: dict[str, bytes],
     assert decode_data_url(url) == samples[name]
 
 
-def test_accepted_forms(server: MediaServer, samples: dict[str, bytes], tmp_path: Path) -> None:
+def test_accepted_forms(server: MediaHost, samples: dict[str, bytes], tmp_path: Path) -> None:
     (tmp_path / "img.png").write_bytes(PNG)
     st = settings(allowed_local_media_path=str(tmp_path), **LOOPBACK)
     forms = [
@@ -325,7 +237,7 @@ def test_accepted_forms(server: MediaServer, samples: dict[str, bytes], tmp_path
         assert decode_data_url(out["image_url"]["url"]) == PNG, form
 
 
-def test_uuid_is_kept_and_uuid_only_items_pass(server: MediaServer) -> None:
+def test_uuid_is_kept_and_uuid_only_items_pass(server: MediaHost) -> None:
     body = chat(
         {"type": "image_url", "image_url": {"url": server.url("img.png")}, "uuid": "abc"},
         {"type": "image_url", "image_url": None, "uuid": "abc"},
@@ -368,7 +280,7 @@ def frame_list(body: dict[str, Any]) -> list[Image.Image]:
     ],
 )
 def test_qwen_video_file_is_sampled_into_frames(
-    server: MediaServer,
+    server: MediaHost,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     name: str,
@@ -399,7 +311,7 @@ def test_qwen_video_file_sampling_picks_the_right_frames(samples: dict[str, byte
     assert "mm_processor_kwargs" not in body
 
 
-def test_qwen_video_file_pixel_budget_resizes_the_frames(server: MediaServer) -> None:
+def test_qwen_video_file_pixel_budget_resizes_the_frames(server: MediaHost) -> None:
     url = server.url("video.mp4")
     cases: list[tuple[dict[str, Any], int, tuple[int, int]]] = [
         ({"nframes": 2, "max_pixels": 32 * 24}, 2, (32, 24)),
@@ -415,7 +327,7 @@ def test_qwen_video_file_pixel_budget_resizes_the_frames(server: MediaServer) ->
         assert "mm_processor_kwargs" not in body, fields
 
 
-def test_qwen_video_as_frame_list(server: MediaServer, samples: dict[str, bytes]) -> None:
+def test_qwen_video_as_frame_list(server: MediaHost, samples: dict[str, bytes]) -> None:
     frames = [server.url("frame0.png"), server.url("frame1.jpg"), server.url("frame2.png")]
     body = chat({"type": "video", "video": frames})
     run(body, settings(**LOOPBACK))
@@ -711,7 +623,7 @@ REFUSALS: list[tuple[str, Any, dict[str, Any], int, str]] = [
     ids=[r[0] for r in REFUSALS],
 )
 def test_refused(
-    server: MediaServer, case: str, make: Any, overrides: dict[str, Any], status: int, fragment: str
+    server: MediaHost, case: str, make: Any, overrides: dict[str, Any], status: int, fragment: str
 ) -> None:
     err = refused(chat(make(server)), settings(**overrides))
     assert err.status == status, (case, err.message)
@@ -721,7 +633,7 @@ def test_refused(
     assert err.code
 
 
-def test_messages_do_not_echo_urls(server: MediaServer) -> None:
+def test_messages_do_not_echo_urls(server: MediaHost) -> None:
     secret = server.url("missing.png?X-Amz-Signature=SECRET")
     err = refused(chat(image_part(secret)), settings(**LOOPBACK))
     assert "SECRET" not in err.message and str(server.port) not in err.message
@@ -741,7 +653,7 @@ def test_items_per_request() -> None:
     assert err.status == 400 and err.code == "too_many_media_items"
 
 
-def test_limit_mm_per_prompt_is_enforced_before_fetching(server: MediaServer) -> None:
+def test_limit_mm_per_prompt_is_enforced_before_fetching(server: MediaHost) -> None:
     # The URLs would be refused if fetched: the count is checked first.
     parts = [image_part("http://10.0.0.1/a.png") for _ in range(3)]
     err = refused(chat(*parts), settings(limit_mm={"image": 2}))
@@ -865,7 +777,7 @@ def test_public_addresses_are_allowed(address: str) -> None:
     assert address_allowed(address)
 
 
-def test_allowed_domains(server: MediaServer) -> None:
+def test_allowed_domains(server: MediaHost) -> None:
     body = chat(image_part(server.url("img.png")))
     run(body, settings(allowed_domains=["127.0.0.1"], **LOOPBACK))
     assert decode_data_url(part_of(body)["image_url"]["url"]) == PNG
@@ -919,7 +831,7 @@ def test_resolver_drops_refused_addresses() -> None:
 
 
 def test_connection_goes_to_the_checked_address(
-    server: MediaServer, monkeypatch: pytest.MonkeyPatch
+    server: MediaHost, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A name is resolved once, by the guarded resolver, and that answer is what gets connected.
 
@@ -944,7 +856,7 @@ def test_connection_goes_to_the_checked_address(
 # Time bounds and concurrency
 
 
-def test_silent_and_dripping_hosts_fail_within_the_bound(server: MediaServer) -> None:
+def test_silent_and_dripping_hosts_fail_within_the_bound(server: MediaHost) -> None:
     st = settings(read_timeout_s=0.5, fetch_timeout_s=1.5, **LOOPBACK)
     for path in ("silent", "drip"):
         t0 = time.monotonic()
@@ -954,7 +866,7 @@ def test_silent_and_dripping_hosts_fail_within_the_bound(server: MediaServer) ->
         assert elapsed < 2.5, (path, elapsed)
 
 
-def test_slow_host_does_not_delay_other_requests(server: MediaServer, server2: MediaServer) -> None:
+def test_slow_host_does_not_delay_other_requests(server: MediaHost, server2: MediaHost) -> None:
     st = settings(
         read_timeout_s=3,
         fetch_timeout_s=3,
@@ -1003,7 +915,7 @@ def _measure(body: dict[str, Any], st: dict[str, Any]) -> tuple[MediaError, floa
 
 
 def test_pixel_bomb_refused_fast_with_flat_memory(
-    server: MediaServer, samples: dict[str, bytes]
+    server: MediaHost, samples: dict[str, bytes]
 ) -> None:
     bomb = samples["bomb.png"]
     for label, url in [
@@ -1022,7 +934,7 @@ def test_pixel_bomb_refused_fast_with_flat_memory(
         assert peak < 8 * MB
 
 
-def test_oversized_download_refused_fast_with_flat_memory(server: MediaServer) -> None:
+def test_oversized_download_refused_fast_with_flat_memory(server: MediaHost) -> None:
     for path in ("big", "big-cl"):
         server.sent_big = 0
         body = chat(image_part(server.url(f"{path}?bytes={100 * MB}")))
