@@ -19,9 +19,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import gc
 import json
 import os
 import platform
+import random
 import shutil
 import statistics
 import subprocess
@@ -64,6 +66,9 @@ SUMMARY_FIELDS = (
     "median_tpot_ms",
     "median_itl_ms",
     "median_e2el_ms",
+    "api_cpu_ms_per_req",
+    "engine_cpu_ms_per_req",
+    "client_cpu_ms_per_req",
 )
 TARGETS = {
     "vl-serve": {
@@ -103,7 +108,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="tiny harness check (one server)")
     p.add_argument(
         "--variants",
-        help=f"comma list of {', '.join(bs.VARIANTS)} (default: all; smoke: vl-serve)",
+        help=f"comma list of {', '.join(bs.VARIANTS)} (default: vllm,vl-serve,vllm-qwen3; smoke: vl-serve)",
     )
     p.add_argument("--concurrency", type=_int_list, help="sweep, e.g. 1,8,16,32")
     p.add_argument("--prompts", type=_prompts, help="per round: N, or conc:N,... (e.g. 16:200)")
@@ -127,6 +132,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, help="output folder (default: benchmarks/results)")
     p.add_argument("--start-timeout", type=float, default=900.0, help="server start, seconds")
+    p.add_argument(
+        "--cpu-layout",
+        choices=("split", "none"),
+        default="split",
+        help="split: API server and load generator pinned to the last CPU, each engine to the "
+        "others (default); none: leave the kernel to place them",
+    )
+    p.add_argument(
+        "--instances",
+        type=int,
+        help="resident schedule: servers started per variant, taking turns by repetition "
+        "(one server instance can run several percent faster or slower than another of the "
+        "same variant for its whole life)",
+    )
+    p.add_argument(
+        "--wake-requests",
+        type=int,
+        default=2,
+        help="unmeasured requests sent to a server right before each of its measured rounds "
+        "(its first request after idling stalls ~1 s on vLLM's CPU backend)",
+    )
     p.add_argument("--keep-workdir", action="store_true", help="keep raw results and logs")
     p.add_argument("--history", action="store_true", help="also write a timestamped JSON copy")
     args = p.parse_args(argv)
@@ -135,7 +161,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "variants": "vllm,vl-serve,vllm-qwen3" if full else "vl-serve",
         "concurrency": [1, 8, 16, 32] if full else [4],
         "prompts": {1: 24, 8: 80, 16: 200, 32: 200} if full else 8,
-        "reps": 4 if full else 1,
+        "reps": 8 if full else 1,
+        "instances": 2 if full else 1,
         "warmup_prompts": 32 if full else 4,
         "transformers_requests": 8 if full else 1,
         "out": RESULTS if full else SMOKE_OUT,
@@ -268,6 +295,11 @@ class BenchClient:
         self._main = main
         self._parser = FlexibleArgumentParser(prog="vllm bench serve")
         add_cli_args(self._parser)
+        # Importing vLLM leaves ~640k objects tracked by the garbage collector; a full collection
+        # in the middle of a round then stalls every stream for ~0.4 s, and lands on whichever
+        # variant happens to be measured. vLLM's API server freezes its start-up heap the same way.
+        gc.collect()
+        gc.freeze()
 
     def run(self, argv: list[str], log_path: Path) -> dict[str, Any]:
         ns = self._parser.parse_args(argv)
@@ -310,6 +342,17 @@ def summarize(rounds: list[dict[str, Any]], variants: list[str], concs: list[int
     return summary
 
 
+def bootstrap_ci(values: list[float], level: float = 0.90, n: int = 2000) -> list[float] | None:
+    """Percentile-bootstrap interval of the median of ``values`` (seeded: same input, same
+    interval). How far the median of the per-pair figures can be trusted on a noisy machine."""
+    if len(values) < 3:
+        return None
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(n))
+    lo = int(n * (1 - level) / 2)
+    return [medians[lo], medians[n - 1 - lo]]
+
+
 def compare(
     rounds: list[dict[str, Any]], variant: str, base: str, concs: list[int]
 ) -> dict[str, Any]:
@@ -331,21 +374,34 @@ def compare(
             needed = ("request_throughput", "median_ttft_ms", "median_tpot_ms")
             if b is None or not all(b.get(f) and r.get(f) for f in needed):
                 continue
-            pairs.append(
-                {
-                    "rep": r["rep"],
-                    "throughput_ratio": r["request_throughput"] / b["request_throughput"],
-                    "ttft_diff_ms": r["median_ttft_ms"] - b["median_ttft_ms"],
-                    "tpot_ratio": r["median_tpot_ms"] / b["median_tpot_ms"],
-                }
-            )
-        if pairs:
-            out[str(c)] = {
-                "throughput_ratio": _median([p["throughput_ratio"] for p in pairs]),
-                "ttft_diff_ms": _median([p["ttft_diff_ms"] for p in pairs]),
-                "tpot_ratio": _median([p["tpot_ratio"] for p in pairs]),
-                "pairs": pairs,
+            pair = {
+                "rep": r["rep"],
+                "throughput_ratio": r["request_throughput"] / b["request_throughput"],
+                "ttft_diff_ms": r["median_ttft_ms"] - b["median_ttft_ms"],
+                "tpot_ratio": r["median_tpot_ms"] / b["median_tpot_ms"],
             }
+            if r.get("api_cpu_ms_per_req") and b.get("api_cpu_ms_per_req"):
+                pair["api_cpu_ms_diff"] = r["api_cpu_ms_per_req"] - b["api_cpu_ms_per_req"]
+                pair["api_cpu_ratio"] = r["api_cpu_ms_per_req"] / b["api_cpu_ms_per_req"]
+            if r.get("engine_cpu_ms_per_req") and b.get("engine_cpu_ms_per_req"):
+                pair["engine_cpu_ratio"] = r["engine_cpu_ms_per_req"] / b["engine_cpu_ms_per_req"]
+            pairs.append(pair)
+        if pairs:
+            entry: dict[str, Any] = {
+                f: _median([p.get(f) for p in pairs])
+                for f in (
+                    "throughput_ratio",
+                    "ttft_diff_ms",
+                    "tpot_ratio",
+                    "api_cpu_ms_diff",
+                    "api_cpu_ratio",
+                    "engine_cpu_ratio",
+                )
+            }
+            for f in ("throughput_ratio", "ttft_diff_ms"):
+                entry[f + "_ci90"] = bootstrap_ci([p[f] for p in pairs])
+            entry["pairs"] = pairs
+            out[str(c)] = entry
     return out
 
 
@@ -359,7 +415,11 @@ def targets(comparisons: dict[str, Any]) -> dict[str, Any]:
             **t,
             "per_concurrency": {
                 c: {
+                    "throughput_ratio": cmp["throughput_ratio"],
+                    "throughput_ratio_ci90": cmp.get("throughput_ratio_ci90"),
                     "throughput_ratio_ok": cmp["throughput_ratio"] >= t["throughput_ratio_min"],
+                    "ttft_diff_ms": cmp["ttft_diff_ms"],
+                    "ttft_diff_ms_ci90": cmp.get("ttft_diff_ms_ci90"),
                     "ttft_diff_ok": cmp["ttft_diff_ms"] <= t["ttft_diff_ms_max"],
                 }
                 for c, cmp in vs.items()
@@ -371,6 +431,7 @@ def targets(comparisons: dict[str, Any]) -> dict[str, Any]:
             out["reasoning"] = {
                 **t,
                 "throughput_ratio": at["throughput_ratio"],
+                "throughput_ratio_ci90": at.get("throughput_ratio_ci90"),
                 "tpot_ratio": at["tpot_ratio"],
                 "throughput_ratio_ok": at["throughput_ratio"] >= t["throughput_ratio_min"],
                 "tpot_ok": at["tpot_ratio"] <= t["tpot_ratio_max"],
@@ -448,6 +509,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tf: Any = None
         if not args.smoke:  # before any server starts: nothing of this job runs beside it
             tf = transformers_baseline(args, model_path, workdir)
+        layout = bs.cpu_layout() if args.cpu_layout == "split" else None
         clients: list[BenchClient] = []
         rounds: list[dict[str, Any]] = []
         starts: dict[str, list[float]] = {v: [] for v in args.variants}
@@ -470,13 +532,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 result_dir=raw_dir,
                 filename=fname,
             )
+            if not warmup and args.wake_requests:
+                server.wake(served, args.wake_requests, args.output_len)
             t0 = time.monotonic()
+            cpu0, own0 = server.cpu_seconds(), os.times()
             res = clients[0].run(argv, client_log)
+            cpu1, own1 = server.cpu_seconds(), os.times()
             wall = time.monotonic() - t0
+            done = res.get("completed") or 0
+            cpu_ms = {
+                f"{role}_cpu_ms_per_req": (
+                    1000 * (cpu1[role] - cpu0[role]) / done if done else None
+                )
+                for role in ("api", "engine")
+            }
+            client_s = (own1.user - own0.user) + (own1.system - own0.system)
+            cpu_ms["client_cpu_ms_per_req"] = 1000 * client_s / done if done else None
             line = (
                 f"{res.get('completed', 0)}/{n} ok, {res.get('request_throughput', 0):.2f} req/s,"
                 f" TTFT p50 {res.get('median_ttft_ms', 0):.1f} ms,"
-                f" TPOT p50 {res.get('median_tpot_ms', 0):.2f} ms ({wall:.0f}s)"
+                f" TPOT p50 {res.get('median_tpot_ms', 0):.2f} ms,"
+                f" CPU/req api {cpu_ms['api_cpu_ms_per_req'] or 0:.1f} ms"
+                f" engine {cpu_ms['engine_cpu_ms_per_req'] or 0:.1f} ms ({wall:.0f}s)"
             )
             if warmup:
                 print(f"  warm-up {name} c={conc}: {line}")
@@ -490,14 +567,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "num_prompts": n,
                     "seed": seed,
                     **{f: res.get(f) for f in ROUND_FIELDS},
+                    **cpu_ms,
                 }
             )
             if not example_argv:
                 example_argv.extend(["vllm", "bench", "serve", *argv])
 
-        def start(pool: bs.ServerPool, names: list[str]) -> list[bs.Server]:
+        def start(pool: bs.ServerPool, names: list[str], instances: int = 1) -> list[bs.Server]:
             nonlocal tf
-            servers = [pool.start(plans[n]) for n in names]
+            servers = [pool.start(plans[n]) for _ in range(instances) for n in names]
             if not clients:  # importing vLLM's benchmark overlaps the servers' start-up
                 clients.append(BenchClient())
                 if args.smoke:  # its figure does not matter here: overlap it too
@@ -508,6 +586,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 took = s.wait_ready(args.start_timeout)
                 starts[s.plan.variant.name].append(round(took, 1))
                 print(f"  {s.plan.variant.name} ready on {s.base_url} after {took:.0f}s")
+                if layout is not None:
+                    s.pin(*layout)
+            if layout is not None:
+                bs.pin_threads(os.getpid(), layout[0])  # the load generator beside the API server
             for s in servers:
                 measure(s, 0, max(args.concurrency), warmup=True)
             return servers
@@ -519,11 +601,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with bs.ServerPool(workdir) as pool:
             if args.schedule == "resident":
                 print(f"starting {', '.join(args.variants)} ...")
-                by_name = {s.plan.variant.name: s for s in start(pool, args.variants)}
+                by_name: dict[str, list[bs.Server]] = {}
+                for s in start(pool, args.variants, args.instances):
+                    by_name.setdefault(s.plan.variant.name, []).append(s)
                 for rep in range(args.reps):
                     for i, conc in enumerate(args.concurrency):
                         for name in order(rep, i):
-                            measure(by_name[name], rep, conc)
+                            measure(by_name[name][rep % args.instances], rep, conc)
             else:
                 for rep in range(args.reps):
                     for name in order(rep, 0):
@@ -557,7 +641,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "prompts": {str(c): args.prompts[c] for c in args.concurrency},
                 "reps": args.reps,
                 "schedule": args.schedule,
+                "cpu_layout": (
+                    {
+                        "api_server_and_client_cpus": sorted(layout[0]),
+                        "engine_cpus": sorted(layout[1]),
+                    }
+                    if layout is not None
+                    else "none"
+                ),
                 "warmup_prompts": args.warmup_prompts,
+                "wake_requests": args.wake_requests,
+                "instances_per_variant": args.instances if args.schedule == "resident" else 1,
                 "input_len": args.input_len,
                 "output_len": args.output_len,
                 "image": f"{args.image_size}x{args.image_size}, 1 per request (random-mm)",
@@ -619,20 +713,31 @@ def report(result: dict[str, Any]) -> str:
     )
     head = (
         f"{'variant':<11} {'conc':>4} {'req/s':>7} {'out tok/s':>9} {'TTFT p50':>9} {'TPOT p50':>9}"
+        f" {'CPU ms/req: api':>15} {'engine':>7}"
     )
     lines.append(head)
+
+    def num(value: Any, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
     for v, per in result["summary"].items():
         for c, e in per.items():
             lines.append(
                 f"{v:<11} {c:>4} {e['request_throughput']:>7.2f} {e['output_throughput']:>9.1f} "
                 f"{e['median_ttft_ms']:>7.1f}ms {e['median_tpot_ms']:>7.2f}ms"
+                f" {num(e.get('api_cpu_ms_per_req'), '.2f'):>15}"
+                f" {num(e.get('engine_cpu_ms_per_req'), '.2f'):>7}"
             )
     for key, per in result["comparisons"].items():
         lines.append(f"{key}: median of per-pair figures")
         for c, cmp in per.items():
+            ci = cmp.get("throughput_ratio_ci90")
+            ci_text = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
             lines.append(
-                f"  c={c:<3} throughput x{cmp['throughput_ratio']:.3f}  "
-                f"TTFT {cmp['ttft_diff_ms']:+.1f} ms  TPOT x{cmp['tpot_ratio']:.3f}"
+                f"  c={c:<3} throughput x{cmp['throughput_ratio']:.3f}{ci_text}  "
+                f"TTFT {cmp['ttft_diff_ms']:+.1f} ms  TPOT x{cmp['tpot_ratio']:.3f}  "
+                f"API-server CPU/req {num(cmp.get('api_cpu_ms_diff'), '+.2f')} ms "
+                f"(x{num(cmp.get('api_cpu_ratio'), '.3f')})"
             )
     tf = result.get("transformers_baseline")
     if tf and "request_throughput" in tf:

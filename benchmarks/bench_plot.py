@@ -1,4 +1,5 @@
-"""Plot a bench.py result: request throughput and median TTFT per concurrency per variant.
+"""Plot a bench.py result: request throughput and median TTFT per concurrency per variant, and
+each variant's per-pair throughput ratio against the baseline (median, 90% bootstrap interval).
 
 .venv/bin/python benchmarks/bench_plot.py [benchmarks/results/latest.json] [-o out.png]
 """
@@ -11,7 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-COLORS = {"vllm": "tab:blue", "vl-serve": "tab:orange", "vllm-qwen3": "tab:green"}
+COLORS = {
+    "vllm": "tab:blue",
+    "vl-serve": "tab:orange",
+    "vllm-qwen3": "tab:green",
+    "vllm-qwen3_vl": "tab:purple",
+}
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -20,7 +26,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_tp, ax_ttft) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax_tp, ax_ttft, ax_ratio) = plt.subplots(1, 3, figsize=(15, 4.2))
     concs = result["settings"]["concurrency"]
     for variant, per in result["summary"].items():
         color = COLORS.get(variant)
@@ -55,9 +61,35 @@ def plot(result: dict[str, Any], path: Path) -> None:
             color="gray",
             label="transformers generate (sequential)",
         )
+    base = result["settings"].get("baseline", "vllm")
+    for key, per in result.get("comparisons", {}).items():
+        variant, _, against = key.partition("/")
+        if against != base or not per:
+            continue
+        xs = [int(c) for c in per]
+        ys = [e["throughput_ratio"] for e in per.values()]
+        cis = [
+            e.get("throughput_ratio_ci90") or [y, y] for y, e in zip(ys, per.values(), strict=True)
+        ]
+        ax_ratio.errorbar(
+            xs,
+            ys,
+            yerr=[
+                [y - lo for y, (lo, _) in zip(ys, cis, strict=True)],
+                [hi - y for y, (_, hi) in zip(ys, cis, strict=True)],
+            ],
+            fmt="o-",
+            capsize=4,
+            color=COLORS.get(variant),
+            label=f"{variant} / {base}",
+        )
+    ax_ratio.axhline(1.0, color="gray", lw=0.8)
+    ax_ratio.axhline(0.98, color="tab:red", ls="--", lw=0.8, label="target 0.98")
+    ax_ratio.legend(fontsize=8)
     for ax, title, unit in (
         (ax_tp, "request throughput", "requests/s"),
         (ax_ttft, "median time to first token", "ms"),
+        (ax_ratio, f"throughput / {base} (per-pair median, 90% CI)", "ratio"),
     ):
         ax.set_xscale("log", base=2)
         ax.set_xticks(concs)

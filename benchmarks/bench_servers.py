@@ -12,15 +12,19 @@ Servers bind 127.0.0.1 on a free port, run in their own process group and are ki
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +55,13 @@ VARIANTS: dict[str, Variant] = {
     ),
     "vllm-qwen3": Variant(
         "vllm-qwen3", "vllm", "qwen3", "bare vllm serve --reasoning-parser qwen3 (vLLM's parser)"
+    ),
+    # Diagnostic (not in the default set): vl-serve's parser without its middleware.
+    "vllm-qwen3_vl": Variant(
+        "vllm-qwen3_vl",
+        "vllm",
+        VL_SERVE_PARSER,
+        f"bare vllm serve --reasoning-parser {VL_SERVE_PARSER} (vl-serve's parser, no middleware)",
     ),
 }
 BASELINE = "vllm"
@@ -157,6 +168,51 @@ def plan_variants(
     return plans
 
 
+def cpu_layout() -> tuple[set[int], set[int]] | None:
+    """(API-server + load-generator CPUs, engine CPUs), or None with fewer than 2 usable CPUs.
+
+    vLLM's CPU engine keeps two processes busy while it serves: the worker's compute thread, and
+    the EngineCore scheduler, which busy-waits on shared memory (sched_yield) for each step's
+    result. Left to float on a small machine they starve the API server and the load generator
+    at random moments (whole streams then arrive in one read: TPOT 0), and throughput swings by
+    2x from round to round. Pinned, the engine gets every CPU but the last one, and the API
+    server and the load generator share the last one: as on a real deployment, where the API
+    server has a core of its own. vLLM's own worker binding (``VLLM_CPU_OMP_THREADS_BIND=auto``)
+    already puts its compute thread on the low CPUs.
+    """
+    usable = sorted(os.sched_getaffinity(0))
+    if len(usable) < 2:
+        return None
+    return {usable[-1]}, set(usable[:-1])
+
+
+def pin_threads(pid: int, cpus: set[int]) -> None:
+    """sched_setaffinity for every thread of ``pid`` (new threads inherit their creator's)."""
+    try:
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return
+    for tid in tids:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(tid, cpus)
+
+
+def _png(side: int) -> str:
+    """A ``side`` x ``side`` gray PNG as a data: URL (built with zlib: no imaging library)."""
+    raw = b"".join(b"\x00" + b"\x80" * side for _ in range(side))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+_WAKE_IMAGE = _png(64)
+
+
 class Server:
     """One running variant on a free 127.0.0.1 port; ``close()`` kills its whole process group."""
 
@@ -166,9 +222,11 @@ class Server:
         self.base_url = f"http://{HOST}:{self.port}"
         self.log_path = workdir / f"{plan.variant.name}-{self.port}.log"
         command = list(plan.command)
-        if plan.config_path is not None:
+        if plan.config_path is not None:  # one file per server: several may run at once
             cfg = {**plan.config, "server": {**plan.config["server"], "port": self.port}}
-            plan.config_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            path = plan.config_path.with_name(f"{plan.variant.name}-{self.port}.yaml")
+            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            command = [str(path) if arg == str(plan.config_path) else arg for arg in command]
         else:
             command = _set_flag(command, "--port", str(self.port))
         self.command = command
@@ -207,6 +265,80 @@ class Server:
         raise TimeoutError(
             f"{self.plan.variant.name} not healthy after {timeout_s:.0f}s:\n{self.log_tail()}"
         )
+
+    def wake(self, model: str, requests: int, max_tokens: int) -> None:
+        """A few unmeasured requests right before a measured round.
+
+        After a server has idled (while the other variants were measured), its first request
+        takes 0.4-1.1 s on vLLM's CPU backend, against ~0.15 s for the next ones: the engine's
+        busy-wait loops have gone to sleep. Left in, that stall lands on a random variant's
+        round, a quarter of a round's time at concurrency 1.
+        """
+        body = json.dumps(
+            {
+                "model": model,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "Describe the picture."},
+                            {"type": "image_url", "image_url": {"url": _WAKE_IMAGE}},
+                        ],
+                    }
+                ],
+                "max_tokens": max_tokens,
+                "ignore_eos": True,
+                "temperature": 0,
+            }
+        ).encode()
+        for _ in range(requests):
+            req = urllib.request.Request(
+                self.base_url + "/v1/chat/completions",
+                body,
+                {"content-type": "application/json"},
+            )
+            with urllib.request.urlopen(req, timeout=120) as resp:
+                resp.read()
+
+    def session_pids(self) -> list[int]:
+        """This server's processes: its session (start_new_session made the API server its leader)."""
+        pids = []
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(entry.path, "stat").read_bytes()
+            except OSError:  # exited meanwhile
+                continue
+            if int(stat[stat.rindex(b")") + 2 :].split()[3]) == self.proc.pid:
+                pids.append(int(entry.name))
+        return pids
+
+    def pin(self, api_cpus: set[int], engine_cpus: set[int]) -> None:
+        """Every thread of the API server on ``api_cpus``, of every other process on
+        ``engine_cpus`` (see ``cpu_layout``)."""
+        for pid in self.session_pids():
+            pin_threads(pid, api_cpus if pid == self.proc.pid else engine_cpus)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) used so far by this server's processes, by role.
+
+        ``api``: the API server (the process started here: vl-serve execs vLLM in place);
+        ``engine``: every other process of its session (EngineCore, workers, helpers).
+        Read from /proc; per-round differences divided by completed requests give a cost per
+        request that, unlike throughput, hardly depends on what else the machine is doing.
+        """
+        tick = os.sysconf("SC_CLK_TCK")
+        out = {"api": 0.0, "engine": 0.0}
+        for pid in self.session_pids():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_bytes()
+            except OSError:  # exited meanwhile
+                continue
+            fields = stat[stat.rindex(b")") + 2 :].split()
+            used = (int(fields[11]) + int(fields[12])) / tick
+            out["api" if pid == self.proc.pid else "engine"] += used
+        return out
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -168,6 +168,68 @@ async def bare_send_us(chunk: bytes, number: int, repeat: int) -> float:
     return round(min(samples), 3)
 
 
+def noise_image(side: int, fmt: str) -> bytes:
+    """A ``side`` x ``side`` RGB noise image (the worst case for its encoded size)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(side).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, fmt)
+    return buf.getvalue()
+
+
+def vllm_decoder(mime: str, b64: str) -> Callable[[], Any]:
+    """vLLM's own decode of a base64 image (what its API server does with a data: URL)."""
+    from vllm.multimodal.media.image import ImageMediaIO
+
+    io_ = ImageMediaIO()
+    return lambda: io_.load_base64(mime, b64)
+
+
+def media_costs(number: int, repeat: int, with_vllm: bool) -> dict[str, Any]:
+    """``vl_serve.media`` per request with one inline image, by format and size.
+
+    ``kept_us``: a ``data:`` URL in vLLM's own ``image_url`` form, checked from its length and
+    header and passed on as sent (the common case). ``full_check_us``: the same image in
+    qwen-vl-utils' ``{"type": "image"}`` form, which is decoded, checked and re-encoded for vLLM.
+    ``vllm_decode_us`` (``--with-vllm``): vLLM's own base64 + pixel decode of it, for scale.
+    """
+    from vl_serve import media
+
+    settings = {**SETTINGS, "media": media.MediaConfig().model_dump(mode="json")}
+    loop = asyncio.new_event_loop()
+
+    def cost(part: dict[str, Any], n: int) -> float:
+        body = {"model": "bench", "messages": [{"role": "user", "content": [part]}]}
+
+        def once() -> Any:
+            body["messages"][0]["content"] = [dict(part)]
+            return loop.run_until_complete(media.prepare_request(body, settings))
+
+        return per_call_us(once, n, repeat)
+
+    out: dict[str, Any] = {}
+    for fmt, side in (("JPEG", 64), ("JPEG", 448), ("PNG", 448), ("JPEG", 1280), ("PNG", 1280)):
+        data = noise_image(side, fmt)
+        url = f"data:image/{fmt.lower()};base64," + base64.b64encode(data).decode()
+        n = max(5, number // (10 if side < 1000 else 50))
+        entry = {
+            "image_bytes": len(data),
+            "kept_us": cost({"type": "image_url", "image_url": {"url": url}}, n),
+            "full_check_us": cost({"type": "image", "image": url}, max(3, n // 4)),
+        }
+        if with_vllm:
+            entry["vllm_decode_us"] = per_call_us(
+                vllm_decoder(f"image/{fmt.lower()}", url.split(",", 1)[1]), max(3, n // 4), repeat
+            )
+        out[f"{fmt.lower()}_{side}x{side}"] = entry
+    loop.close()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations (smoke test)")
@@ -241,6 +303,7 @@ def main() -> None:
         ),
     }
     loop.close()
+    media_per_image = media_costs(number, repeat, args.with_vllm)
     if args.with_vllm:
         request["vllm_validate_two_images_us"], chunks["vllm_serialise_chunk_us"] = vllm_yardsticks(
             plain, big_number, number * 10, repeat
@@ -254,11 +317,15 @@ def main() -> None:
         "quick": args.quick,
         "request": request,
         "sse_chunk": chunks,
+        "media_one_inline_image": media_per_image,
         "notes": [
             "asgi_* run the whole middleware around a no-op ASGI app; asgi_bare_app_* is that app "
             "alone, so the difference is what the middleware adds.",
-            "media preparation (vl_serve.media) is disabled: its fetching/decoding is not "
-            "middleware overhead.",
+            "asgi_* run with media preparation (vl_serve.media) disabled; "
+            "media_one_inline_image times it alone, per request with one image: kept_us for a "
+            "data: URL in vLLM's image_url form (checked from its length and header, passed on "
+            "as sent), full_check_us for the same image in qwen-vl-utils' form (decoded, checked, "
+            "re-encoded), vllm_decode_us for vLLM's own decode of it (--with-vllm).",
             "send_* is the middleware's per-chunk send path for a 200 text/event-stream response; "
             "bare_send_us is the same call without the middleware.",
         ],

@@ -45,6 +45,10 @@ def test_bench_smoke_writes_a_sane_result(tmp_path: Path) -> None:
     assert round_["output_throughput"] > 0
     assert round_["total_output_tokens"] == prompts * settings["output_len"]
     assert round_["median_ttft_ms"] > 0
+    # CPU accounting found the server's own processes (API server and engine core) and this one.
+    assert round_["api_cpu_ms_per_req"] > 0
+    assert round_["engine_cpu_ms_per_req"] > 0
+    assert round_["client_cpu_ms_per_req"] > 0
 
     summary = result["summary"]["vl-serve"][str(conc)]
     assert summary["completed"] == prompts

@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import data_url, image_part, mp4_bytes, png_bytes
 from tests.reasoning_cases import CASES, ERNIE45_VL, ReasoningCase
-from tests.vlserver import VLServer, tiny_config
+from tests.vlserver import VLServer, reasoning_config
 
 pytestmark = pytest.mark.e2e
 
@@ -44,16 +44,12 @@ def allowed_dir() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def server(allowed_dir: Path) -> Iterator[VLServer]:
-    config = tiny_config(
+    config = reasoning_config(
+        "ernie45_vl",
         model="builtin:tiny-ernie45-vl",
         served_model_name=MODEL,
         trust_remote_code=False,
-        reasoning={"parser": "ernie45_vl"},
         media={"allowed_local_media_path": str(allowed_dir)},
-        vllm_args={
-            **tiny_config()["vllm_args"],
-            "structured_outputs_config": {"enable_in_reasoning": True},
-        },
     )
     srv = VLServer(config, name="ernie")
     yield srv

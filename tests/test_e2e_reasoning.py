@@ -19,7 +19,7 @@ import openai
 import pytest
 
 from tests.reasoning_cases import CASES, QWEN3_VL, ReasoningCase
-from tests.vlserver import VLServer, tiny_config
+from tests.vlserver import VLServer, reasoning_config
 
 pytestmark = pytest.mark.e2e
 
@@ -44,13 +44,10 @@ E2E_CASES = [c for c in CASES if _renderable(c) and "truncated" not in c.id]
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[VLServer]:
-    config = tiny_config(
+    config = reasoning_config(
+        "qwen3_vl",
         served_model_name=[MODEL, "null"],  # FastDeploy's client sends model="null"
-        reasoning={"parser": "qwen3_vl", "response_field": "both"},
-        vllm_args={
-            **tiny_config()["vllm_args"],
-            "structured_outputs_config": {"enable_in_reasoning": True},
-        },
+        reasoning={"response_field": "both"},
     )
     srv = VLServer(config, name="reasoning")
     yield srv

@@ -402,7 +402,9 @@ REFUSED: list[Row] = [
     ("too-many-items", lambda c: [image_url(b64(c, "red.png"))] * 3 + [{"type": "video", "video": frames(c, 2)}], 400, f"too many media items in one request: at most {MAX_ITEMS}"),
     ("too-many-videos", lambda c: [{"type": "video", "video": frames(c, 2)}] * 2, 400, "too many videos in one request: at most 1"),
     # bad images
-    ("truncated-png", lambda c: [image_url(b64(c, "truncated.png"))], 400, "truncated or corrupt"),
+    # a data: URL's pixels are decoded once, by vLLM, which answers a truncated stream itself
+    ("truncated-png", lambda c: [image_url(b64(c, "truncated.png"))], 400, "Failed to load image: image file is truncated"),
+    ("truncated-png-http", lambda c: [image_url(c.host.url("truncated.png"))], 400, "truncated or corrupt"),
     ("garbage-png", lambda c: [image_url(c.host.url("garbage.png"))], 400, "truncated or corrupt"),
     ("1x1-png", lambda c: [image_url(b64(c, "tiny.png"))], 400, "each side must be at least 10 pixels"),
     ("tiff", lambda c: [image_url(c.host.url("img.tiff"))], 400, "not in a supported image format"),
@@ -529,7 +531,7 @@ def test_default_config_refuses_the_loopback_host(host: MediaHost) -> None:
         "model": "x",
         "messages": [{"role": "user", "content": [image_url(data_url(png_bytes()))]}],
     }
-    assert asyncio.run(prepare_request(ok, settings)) is True
+    assert asyncio.run(prepare_request(ok, settings)) is False  # accepted, passed on as sent
     local = {
         "model": "x",
         "messages": [{"role": "user", "content": [image_url("file:///etc/hostname")]}],

@@ -231,6 +231,10 @@ def test_accepted_forms(server: MediaHost, samples: dict[str, bytes], tmp_path: 
     ]
     for form in forms:
         body = chat(copy.deepcopy(form))
+        if form.get("type") == "image_url" and str(form["image_url"]).startswith("{'url': 'data:"):
+            assert run(body, st) is False, form  # checked, and passed on exactly as sent
+            assert part_of(body) == form
+            continue
         assert run(body, st) is True, form
         out = part_of(body)
         assert out["type"] == "image_url", form
@@ -960,3 +964,89 @@ def test_oversized_base64_refused_before_decoding() -> None:
         f"tracemalloc peak {peak / MB:.2f} MB"
     )
     assert err.status == 413 and elapsed < 1.0 and peak < 8 * MB
+
+
+# ------------------------------------------------------------------------------------------
+# data: URL images in vLLM's own form: checked from their length and header, passed on as sent
+
+
+def jpeg_with_big_exif() -> bytes:
+    """A JPEG whose 60 KB EXIF block puts its size header past the part decoded for the check."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 20, 30)).save(buf, "JPEG", exif=b"Exif\x00\x00" + bytes(60_000))
+    return buf.getvalue()
+
+
+def wrapped(data: bytes) -> str:
+    text = base64.b64encode(data).decode()
+    return "\n".join(text[i : i + 76] for i in range(0, len(text), 76))
+
+
+KEPT = [
+    pytest.param("image/png", PNG, id="png"),
+    pytest.param("image/jpeg", JPEG, id="jpeg"),
+    pytest.param("image/gif", image_bytes("GIF"), id="gif"),
+    pytest.param("image/webp", image_bytes("WEBP"), id="webp"),
+    pytest.param("image/bmp", image_bytes("BMP"), id="bmp"),
+    pytest.param("image/png", JPEG, id="declared-type-differs"),  # vLLM reads the bytes' format
+    pytest.param("image/png", image_bytes("PNG", (4000, 3000)), id="big-png"),
+    # Pixels are not decoded here: vLLM decodes them once and answers a truncated stream itself.
+    pytest.param(
+        "image/png", image_bytes("PNG", (256, 256), (1, 2, 3))[:300], id="truncated-pixels"
+    ),
+]
+
+
+@pytest.mark.parametrize(("mime", "data"), KEPT)
+def test_data_url_image_is_checked_and_kept_as_sent(mime: str, data: bytes) -> None:
+    part = image_part(data_url(mime, data))
+    body = chat(copy.deepcopy(part))
+    assert run(body, settings()) is False
+    assert part_of(body) == part
+
+
+REWRITTEN = [
+    # (id, url, declared type vLLM gets)
+    pytest.param(data_url("application/octet-stream", PNG), "image/png", PNG, id="not-image-type"),
+    pytest.param("data:image/png;base64," + wrapped(PNG), "image/png", PNG, id="line-breaks"),
+    pytest.param(
+        data_url("image/jpeg", jpeg_with_big_exif()), "image/jpeg", None, id="long-header"
+    ),
+]
+
+
+@pytest.mark.parametrize(("url", "mime", "data"), REWRITTEN)
+def test_unusual_data_url_image_gets_the_full_check(
+    url: str, mime: str, data: bytes | None
+) -> None:
+    body = chat(image_part(url))
+    assert run(body, settings()) is True
+    out = part_of(body)["image_url"]["url"]
+    assert out.startswith(f"data:{mime};base64,")
+    assert decode_data_url(out) == (data if data is not None else decode_data_url(url))
+
+
+# fmt: off
+REFUSED_DATA = [
+    # (url, media settings, status, message part)
+    pytest.param(data_url("image/png", pixel_bomb_png()), {}, 400, BOMB_MSG, id="pixel-bomb-header"),
+    pytest.param(data_url("image/png", image_bytes("PNG", (4000, 3000))), {"max_item_bytes": 4096}, 413, "the decoded base64 item is larger than the 4 KB limit (media.max_item_bytes)", id="over-max-item-bytes"),
+    pytest.param(data_url("image/png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 2), {}, 400, "truncated or corrupt (PNG)", id="unreadable-header"),
+    pytest.param(data_url("image/png", bytes(range(256)) * 2), {}, 400, "not in a supported image format", id="not-an-image"),
+    pytest.param(data_url("image/png", image_bytes("PNG", (8, 8))), {"min_image_side": 16}, 400, "each side must be at least 16 pixels", id="too-small"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("url", "media", "status", "message"), REFUSED_DATA)
+def test_data_url_image_refused_from_its_header(
+    url: str, media: dict[str, Any], status: int, message: str
+) -> None:
+    err = refused(chat(image_part(url)), settings(**media))
+    assert err.status == status
+    assert message in err.message, err.message
+    assert err.param is not None and "content[1]" in err.param

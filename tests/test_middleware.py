@@ -257,6 +257,23 @@ SCANS = [
     pytest.param(
         padded({"x": [{"type": "video"}]}, 400, 5000), (False, True), id="many_quotes_media_at_end"
     ),
+    # A \u escape can spell any key: every such body gets the real parse.
+    pytest.param(
+        b'{"messages":[],"\\u0065nable_thinking":true}', (True, True), id="unicode_escape"
+    ),
+    pytest.param(
+        compact({"messages": [{"content": "a\nb\tc" * 100 + "\u00e9"}]}).replace(
+            "é".encode(), b"\\u00e9"
+        ),
+        (True, True),
+        id="unicode_escape_after_many_escapes",
+    ),
+    # An escaped backslash followed by "u" is text, not an escape.
+    pytest.param(
+        compact({"messages": [{"content": "C:\\users " + "A" * 100_000}]}),
+        (False, False),
+        id="escaped_backslash_then_u",
+    ),
 ]
 
 

@@ -45,6 +45,17 @@ def tiny_config(**overrides: Any) -> dict[str, Any]:
     return cfg
 
 
+def reasoning_config(parser: str, **overrides: Any) -> dict[str, Any]:
+    """``tiny_config`` with a reasoning parser, and grammars allowed inside the reasoning (the
+    forced-output tests steer the tiny random model with structured outputs)."""
+    overrides["reasoning"] = {"parser": parser, **overrides.get("reasoning", {})}
+    overrides["vllm_args"] = {
+        "structured_outputs_config": {"enable_in_reasoning": True},
+        **overrides.get("vllm_args", {}),
+    }
+    return tiny_config(**overrides)
+
+
 class VLServer:
     def __init__(
         self,

@@ -74,9 +74,25 @@ class DialectError(Exception):
         self.status = status
 
 
+def _may_have_unicode_escape(body: bytes) -> bool:
+    """Whether ``body`` has a backslash followed by ``u`` (hopping from backslash to backslash:
+    ``b"\\u" in body`` is a two-byte search, several times slower than memchr on big bodies)."""
+    find = body.find
+    i = find(b"\\")
+    hops = _HOP_MAX_QUOTES
+    while i >= 0:
+        if body[i + 1 : i + 2] == b"u":
+            return True
+        hops -= 1
+        if not hops:  # text full of escapes: search the rest in one go
+            return b"\\u" in body[i:]
+        i = find(b"\\", i + 2)
+    return False
+
+
 def scan_markers(body: bytes) -> tuple[bool, bool]:
     """Cheap check of a raw body: (could hold a dialect field, could hold media for vl_serve.media)."""
-    if b"\\u" in body:
+    if _may_have_unicode_escape(body):
         # A JSON escape can spell any key ("\u0069mage_url"): only a real parse can tell.
         return True, True
     dialect = media = False

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import logging
 import math
 import os
@@ -58,6 +59,7 @@ from vl_serve.media_probe import (
     VideoInfo,
     VideoLimits,
     check_image,
+    check_image_header,
     check_video,
     decode_frames,
     even_indices,
@@ -446,7 +448,53 @@ def _image_limits(cfg: MediaConfig, frame: bool = False) -> ImageLimits:
     return ImageLimits(cfg.max_image_pixels, cfg.min_image_side, cfg.max_image_aspect_ratio)
 
 
-async def _image(found: _Item, ctx: _Ctx) -> dict[str, Any]:
+# Base64 characters decoded to check a data: URL image's header (48 KiB of image): enough for
+# every PNG/GIF/BMP/WebP header and for JPEGs whose EXIF/ICC blocks are not larger than that.
+_HEAD_CHARS = 64 * 1024
+_B64_WHITESPACE = (" ", "\t", "\r", "\n")
+
+
+def _keep_data_url_image(source: Any, ctx: _Ctx) -> bool:
+    """Whether a ``data:`` URL image may go on to vLLM exactly as the client sent it.
+
+    The cheap path for the most common inline form: its size is known from the length of its
+    base64 text, and its format and dimensions from the header at its start, so neither the
+    whole base64 text nor the pixels are decoded here, and the request body is not rebuilt.
+    vLLM decodes the image once, as it would without vl-serve, and answers bad base64 or a
+    truncated pixel stream with its own 400. Anything unusual (whitespace in the base64 text, a
+    type that is not image/*, a header longer than ``_HEAD_CHARS``) returns False: the full
+    check then decodes and re-encodes it.
+    """
+    if not isinstance(source, str) or source[:5].lower() != "data:":
+        return False
+    mime, start = parse_data_url(source)
+    if not mime.startswith("image/"):
+        return False
+    n = len(source) - start
+    if n % 4 or any(c in source for c in _B64_WHITESPACE):
+        return False
+    padding = 2 if source.endswith("==") else 1 if source.endswith("=") else 0
+    max_bytes = ctx.cfg.max_item_bytes
+    if n // 4 * 3 - padding > max_bytes:
+        raise too_large("decoded base64 item", max_bytes, "max_item_bytes")
+    head_chars = min(n, _HEAD_CHARS)
+    try:
+        head = binascii.a2b_base64(source[start : start + head_chars], strict_mode=True)
+    except (binascii.Error, ValueError):
+        return False  # the full check says what is wrong with it
+    limits = _image_limits(ctx.cfg)
+    return check_image_header(head, limits, complete=head_chars == n) is not None
+
+
+async def _image(found: _Item, ctx: _Ctx) -> dict[str, Any] | None:
+    part = found.part
+    if (
+        found.resize is None
+        and part.get("type") == "image_url"  # the form vLLM reads itself (not qwen-vl-utils')
+        and isinstance(part.get("image_url"), dict)
+        and _keep_data_url_image(found.source, ctx)
+    ):
+        return None
     data, _mime = await _load(
         found.source,
         ctx,
@@ -604,7 +652,11 @@ async def _process(found: _Item, ctx: _Ctx) -> dict[str, Any] | None:
         ):
             return None  # nothing to fetch: vLLM's cached item, embeddings or inline audio
         raise _bad(found.where, "the media item has no URL")
-    handler = {"image": _image, "video": _video, "audio": _audio}[found.modality]
+    handler: Callable[[_Item, _Ctx], Awaitable[dict[str, Any] | None]] = {
+        "image": _image,
+        "video": _video,
+        "audio": _audio,
+    }[found.modality]
     try:
         new = await handler(found, ctx)
     except MediaError:
@@ -614,7 +666,7 @@ async def _process(found: _Item, ctx: _Ctx) -> dict[str, Any] | None:
     except Exception:
         logger.exception("media item %s could not be processed", found.where)
         raise _bad(found.where, f"the {found.modality} could not be read") from None
-    if found.part.get("uuid") is not None:
+    if new is not None and found.part.get("uuid") is not None:
         new["uuid"] = found.part["uuid"]
     return new
 

@@ -182,6 +182,45 @@ def _target_size(w: int, h: int, resize: Resize, limits: ImageLimits) -> tuple[i
     return tw, th
 
 
+def _bomb(limits: ImageLimits, what: str) -> Refusal:
+    return Refusal(
+        f"the {what} has more pixels than the limit of {limits.max_pixels} "
+        f"(media.{limits.pixels_field})",
+        code="media_too_large",
+    )
+
+
+def check_image_header(
+    head: bytes, limits: ImageLimits, *, complete: bool, what: str = "image"
+) -> str | None:
+    """Header-only check of an encoded image whose first bytes are ``head`` (all of it when
+    ``complete``): a supported format, within the size limits, a header Pillow can read.
+
+    Returns the format, or None when ``head`` is too short to tell (check the whole image with
+    ``check_image`` then). No pixel is decoded: vLLM decodes them once, and answers a truncated
+    or corrupt pixel stream itself with a 400 ("Failed to load image: ...").
+    """
+    fmt = sniff_image(head)
+    if fmt is None:
+        if complete or len(head) >= 32:
+            raise Refusal(f"the {what} is not in a supported image format ({_FORMATS_TEXT})")
+        return None
+    dims = header_size(head, fmt)
+    if dims is not None:
+        _check_dims(*dims, limits, what)  # before Pillow sees it
+    try:
+        with Image.open(io.BytesIO(head), formats=[fmt]) as im:
+            w, h = im.size  # Pillow parses the header only
+    except Image.DecompressionBombError:
+        raise _bomb(limits, what) from None
+    except Exception:
+        if complete:
+            raise Refusal(f"the {what} data is truncated or corrupt ({fmt})") from None
+        return None  # the header goes on past ``head`` (a big EXIF/ICC block, say)
+    _check_dims(w, h, limits, what)
+    return fmt
+
+
 def check_image(
     data: bytes, limits: ImageLimits, resize: Resize | None = None, what: str = "image"
 ) -> CheckedImage:
@@ -207,11 +246,7 @@ def check_image(
     except Refusal:
         raise
     except Image.DecompressionBombError:
-        raise Refusal(
-            f"the {what} has more pixels than the limit of {limits.max_pixels} "
-            f"(media.{limits.pixels_field})",
-            code="media_too_large",
-        ) from None
+        raise _bomb(limits, what) from None
     except Exception:
         raise Refusal(f"the {what} data is truncated or corrupt ({fmt})") from None
 

@@ -110,6 +110,9 @@ class DialectMiddleware:
         # None: leave responses alone; True: add reasoning_content; False: rename to it.
         self.add_alias: bool | None = None if field == "reasoning" else field == "both"
         self._media: Any = _UNSET
+        # Import the media path now, while vLLM builds the app: its start-up heap is then frozen
+        # for the garbage collector (vLLM's lifespan hook), and no request pays for the import.
+        self.media_module()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -129,7 +132,7 @@ class DialectMiddleware:
         await _Exchange(self, scope, receive, send, chat).run()
 
     def media_module(self) -> ModuleType | None:
-        """``vl_serve.media`` if it is installed (imported on first use), else None."""
+        """``vl_serve.media`` if it is installed, else None (imported once)."""
         if self._media is _UNSET:
             try:
                 self._media = importlib.import_module("vl_serve.media")

@@ -1,0 +1,78 @@
+"""The statistics `make bench` reports: per-pair comparisons and their bootstrap intervals.
+
+Pure functions over hand-written rounds; no server, no timing.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import bench
+
+
+def rounds(variant: str, tps: list[float], ttfts: list[float], api_ms: float) -> list[dict]:
+    return [
+        {
+            "variant": variant,
+            "rep": rep,
+            "concurrency": 16,
+            "request_throughput": tp,
+            "median_ttft_ms": ttft,
+            "median_tpot_ms": 4.0,
+            "api_cpu_ms_per_req": api_ms,
+            "engine_cpu_ms_per_req": 30.0,
+        }
+        for rep, (tp, ttft) in enumerate(zip(tps, ttfts, strict=True))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([1.0], None),
+        ([1.0, 2.0], None),
+        ([0.99, 0.99, 0.99, 0.99], [0.99, 0.99]),
+    ],
+)
+def test_bootstrap_ci_small_and_constant(values: list[float], expected: list[float] | None) -> None:
+    assert bench.bootstrap_ci(values) == expected
+
+
+def test_bootstrap_ci_brackets_the_median_and_is_repeatable() -> None:
+    values = [0.95, 0.97, 0.98, 0.99, 1.0, 1.01, 1.02, 1.04, 0.96, 0.985]
+    lo, hi = bench.bootstrap_ci(values) or (None, None)
+    assert lo is not None and hi is not None
+    assert min(values) <= lo <= statistics.median(values) <= hi <= max(values)
+    assert bench.bootstrap_ci(values) == [lo, hi]
+    # more spread, wider interval
+    wide = [v + (v - 1.0) * 4 for v in values]
+    wlo, whi = bench.bootstrap_ci(wide) or (0.0, 0.0)
+    assert whi - wlo > hi - lo
+
+
+def test_compare_pairs_rounds_of_the_same_repetition() -> None:
+    base = rounds("vllm", [20.0, 30.0, 40.0], [100.0, 110.0, 120.0], api_ms=10.0)
+    ours = rounds("vl-serve", [19.0, 30.0, 44.0], [101.0, 109.0, 123.0], api_ms=11.0)
+    out = bench.compare(base + ours, "vl-serve", "vllm", [16])["16"]
+    # per-pair ratios 0.95, 1.0, 1.1: the median is the middle pair, not a ratio of medians
+    assert out["throughput_ratio"] == pytest.approx(1.0)
+    assert out["ttft_diff_ms"] == pytest.approx(1.0)
+    assert out["api_cpu_ms_diff"] == pytest.approx(1.0)
+    assert out["api_cpu_ratio"] == pytest.approx(1.1)
+    assert [p["rep"] for p in out["pairs"]] == [0, 1, 2]
+    lo, hi = out["throughput_ratio_ci90"]
+    assert 0.95 <= lo <= 1.0 <= hi <= 1.1
+
+
+def test_compare_skips_unpaired_rounds() -> None:
+    base = rounds("vllm", [20.0], [100.0], api_ms=10.0)
+    ours = rounds("vl-serve", [19.0, 25.0], [101.0, 99.0], api_ms=11.0)
+    out = bench.compare(base + ours, "vl-serve", "vllm", [16])["16"]
+    assert len(out["pairs"]) == 1
+    assert out["throughput_ratio_ci90"] is None
