@@ -486,15 +486,24 @@ def _keep_data_url_image(source: Any, ctx: _Ctx) -> bool:
     return check_image_header(head, limits, complete=head_chars == n) is not None
 
 
-async def _image(found: _Item, ctx: _Ctx) -> dict[str, Any] | None:
+def _kept_as_sent(found: _Item, ctx: _Ctx) -> bool:
+    """Whether ``found`` is an inline image that goes on to vLLM untouched (checked here, in the
+    caller's turn of the event loop: no task, no thread, no yield to other requests)."""
     part = found.part
     if (
-        found.resize is None
-        and part.get("type") == "image_url"  # the form vLLM reads itself (not qwen-vl-utils')
-        and isinstance(part.get("image_url"), dict)
-        and _keep_data_url_image(found.source, ctx)
+        found.modality != "image"
+        or found.resize is not None
+        or part.get("type") != "image_url"  # the form vLLM reads itself (not qwen-vl-utils')
+        or not isinstance(part.get("image_url"), dict)
     ):
-        return None
+        return False
+    try:
+        return _keep_data_url_image(found.source, ctx)
+    except Refusal as refusal:
+        raise _refused(found.where, refusal) from None
+
+
+async def _image(found: _Item, ctx: _Ctx) -> dict[str, Any] | None:
     data, _mime = await _load(
         found.source,
         ctx,
@@ -684,7 +693,13 @@ async def prepare_request(body: dict[str, Any], settings: dict[str, Any]) -> boo
     if not items:
         return changed
     ctx = _Ctx(cfg, FetchPolicy.from_config(cfg))
-    results = await _gather([_process(found, ctx) for found in items])
+    items = [found for found in items if not _kept_as_sent(found, ctx)]
+    if not items:  # the common case: nothing awaited, the request never yields the event loop
+        return changed
+    if len(items) == 1:
+        results = [await _process(items[0], ctx)]
+    else:
+        results = await _gather([_process(found, ctx) for found in items])
     for found, new in zip(items, results, strict=True):
         if new is not None:
             found.content[found.index] = new
