@@ -31,28 +31,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
     for variant, per in result["summary"].items():
         color = COLORS.get(variant)
         xs = [int(c) for c in per]
-        ax_tp.plot(
-            xs, [e["request_throughput"] for e in per.values()], "o-", color=color, label=variant
-        )
-        ax_ttft.plot(
-            xs, [e["median_ttft_ms"] for e in per.values()], "o-", color=color, label=variant
-        )
-        # every repetition, faintly, so the spread is visible
         rounds = [r for r in result["rounds"] if r["variant"] == variant]
-        ax_tp.scatter(
-            [r["concurrency"] for r in rounds],
-            [r["request_throughput"] for r in rounds],
-            s=10,
-            alpha=0.35,
-            color=color,
-        )
-        ax_ttft.scatter(
-            [r["concurrency"] for r in rounds],
-            [r["median_ttft_ms"] for r in rounds],
-            s=10,
-            alpha=0.35,
-            color=color,
-        )
+        for ax, key in ((ax_tp, "request_throughput"), (ax_ttft, "median_ttft_ms")):
+            ax.plot(xs, [e[key] for e in per.values()], "o-", color=color, label=variant)
+            # every repetition, faintly, so the spread is visible
+            xr = [r["concurrency"] for r in rounds]
+            ax.scatter(xr, [r[key] for r in rounds], s=10, alpha=0.35, color=color)
     tf = result.get("transformers_baseline") or {}
     if tf.get("request_throughput"):
         ax_tp.axhline(

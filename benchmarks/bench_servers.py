@@ -300,9 +300,10 @@ class Server:
             with urllib.request.urlopen(req, timeout=120) as resp:
                 resp.read()
 
-    def session_pids(self) -> list[int]:
-        """This server's processes: its session (start_new_session made the API server its leader)."""
-        pids = []
+    def _session_stats(self) -> dict[int, list[bytes]]:
+        """/proc/PID/stat fields (after the command name) of this server's processes: its
+        session, which start_new_session made the API server lead."""
+        out = {}
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit():
                 continue
@@ -310,14 +311,15 @@ class Server:
                 stat = Path(entry.path, "stat").read_bytes()
             except OSError:  # exited meanwhile
                 continue
-            if int(stat[stat.rindex(b")") + 2 :].split()[3]) == self.proc.pid:
-                pids.append(int(entry.name))
-        return pids
+            fields = stat[stat.rindex(b")") + 2 :].split()
+            if int(fields[3]) == self.proc.pid:
+                out[int(entry.name)] = fields
+        return out
 
     def pin(self, api_cpus: set[int], engine_cpus: set[int]) -> None:
         """Every thread of the API server on ``api_cpus``, of every other process on
         ``engine_cpus`` (see ``cpu_layout``)."""
-        for pid in self.session_pids():
+        for pid in self._session_stats():
             pin_threads(pid, api_cpus if pid == self.proc.pid else engine_cpus)
 
     def cpu_seconds(self) -> dict[str, float]:
@@ -326,16 +328,11 @@ class Server:
         ``api``: the API server (the process started here: vl-serve execs vLLM in place);
         ``engine``: every other process of its session (EngineCore, workers, helpers).
         Read from /proc; per-round differences divided by completed requests give a cost per
-        request that, unlike throughput, hardly depends on what else the machine is doing.
+        request that, unlike throughput, does not depend on whether requests queued.
         """
         tick = os.sysconf("SC_CLK_TCK")
         out = {"api": 0.0, "engine": 0.0}
-        for pid in self.session_pids():
-            try:
-                stat = Path(f"/proc/{pid}/stat").read_bytes()
-            except OSError:  # exited meanwhile
-                continue
-            fields = stat[stat.rindex(b")") + 2 :].split()
+        for pid, fields in self._session_stats().items():
             used = (int(fields[11]) + int(fields[12])) / tick
             out["api" if pid == self.proc.pid else "engine"] += used
         return out

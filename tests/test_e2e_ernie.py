@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import data_url, image_part, mp4_bytes, png_bytes
 from tests.reasoning_cases import CASES, ERNIE45_VL, ReasoningCase
-from tests.vlserver import VLServer, reasoning_config
+from tests.vlserver import VLServer, reasoning_config, running
 
 pytestmark = pytest.mark.e2e
 
@@ -51,9 +51,8 @@ def server(allowed_dir: Path) -> Iterator[VLServer]:
         trust_remote_code=False,
         media={"allowed_local_media_path": str(allowed_dir)},
     )
-    srv = VLServer(config, name="ernie")
-    yield srv
-    srv.close()
+    with running(config, name="ernie") as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

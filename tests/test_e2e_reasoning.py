@@ -19,7 +19,7 @@ import openai
 import pytest
 
 from tests.reasoning_cases import CASES, QWEN3_VL, ReasoningCase
-from tests.vlserver import VLServer, reasoning_config
+from tests.vlserver import VLServer, reasoning_config, running
 
 pytestmark = pytest.mark.e2e
 
@@ -49,9 +49,8 @@ def server() -> Iterator[VLServer]:
         served_model_name=[MODEL, "null"],  # FastDeploy's client sends model="null"
         reasoning={"response_field": "both"},
     )
-    srv = VLServer(config, name="reasoning")
-    yield srv
-    srv.close()
+    with running(config, name="reasoning") as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -225,16 +225,11 @@ def check_image(
     data: bytes, limits: ImageLimits, resize: Resize | None = None, what: str = "image"
 ) -> CheckedImage:
     """Validate one encoded image; downscale/upscale it when ``resize`` asks for another size."""
-    fmt = sniff_image(data)
-    if fmt is None:
-        raise Refusal(f"the {what} is not in a supported image format ({_FORMATS_TEXT})")
-    dims = header_size(data, fmt)
-    if dims is not None:
-        _check_dims(*dims, limits, what)  # before Pillow sees it
+    fmt = check_image_header(data, limits, complete=True, what=what)
+    assert fmt is not None  # complete=True: refused rather than undecided
     try:
         with Image.open(io.BytesIO(data), formats=[fmt]) as im:
-            w, h = im.size  # header only: nothing decoded yet
-            _check_dims(w, h, limits, what)
+            w, h = im.size
             target = _target_size(w, h, resize, limits) if resize else None
             if target is None:
                 if fmt == "JPEG":
