@@ -460,6 +460,15 @@ class CompletionRequest(BaseModel):
     prompt: str
 
 
+# What vLLM 0.26 answers to an image Pillow cannot identify (its message is the exception text).
+LEAKY_MESSAGE = (
+    "Failed to load image: cannot identify image file <_io.BytesIO object at 0x7f3c2a1b9e50> "
+    "(/usr/lib/python3/site-packages/vllm/multimodal/image.py)\nTraceback (most recent call "
+    'last):\n  File "/usr/lib/python3/site-packages/PIL/Image.py", line 3498, in open\n'
+    "    raise UnidentifiedImageError(msg)"
+)
+
+
 def vllm_like_app() -> FastAPI:
     app = FastAPI()
     app.state.seen = []
@@ -480,6 +489,8 @@ def vllm_like_app() -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat(request: ChatRequest, raw: Request) -> Any:
         app.state.seen.append(await raw.body())
+        if getattr(request, "user", None) == "leak":
+            return error(400, LEAKY_MESSAGE)
         if request.stream:
 
             async def events() -> Iterator[bytes]:  # type: ignore[misc]
@@ -494,11 +505,15 @@ def vllm_like_app() -> FastAPI:
     @app.post("/v1/completions")
     async def completions(request: CompletionRequest, raw: Request) -> Any:
         app.state.seen.append(await raw.body())
+        if request.prompt == "leak":
+            return error(400, LEAKY_MESSAGE)
         return JSONResponse({"choices": [{"index": 0, "text": "ok", "reasoning": None}]})
 
     @app.post("/tokenize")
     async def tokenize(raw: Request) -> Any:
         app.state.seen.append(await raw.body())
+        if b"leak" in app.state.seen[-1]:
+            return error(500, LEAKY_MESSAGE)
         return JSONResponse({"tokens": [1], "reasoning": "untouched"})
 
     return app
@@ -561,6 +576,57 @@ def assert_error(resp: Any, status: int, param: str | None, fragment: str) -> No
     assert fragment in body["error"]["message"]
     for leak in ("Traceback", "0x7f", "/work/", ".py"):
         assert leak not in body["error"]["message"]
+
+
+SCRUBBED = [
+    # (body, scrubbed body or None for "the same bytes object")
+    (
+        {"error": {"message": "x at 0x7f00aa in /usr/lib/a.py", "type": "T", "param": None}},
+        {"error": {"message": "x in <path>", "type": "T", "param": None}},
+    ),
+    (
+        {"object": "error", "message": "bad <obj at 0xdeadbeef>"},
+        {"object": "error", "message": "bad <obj>"},
+    ),
+    ({"error": {"message": "The model `x` does not exist.", "code": 404}}, None),
+    ({"detail": "Not Found"}, None),
+    ([1, 2], None),
+]
+
+
+@pytest.mark.parametrize(("doc", "expected"), SCRUBBED)
+def test_scrub_error_body(doc: Any, expected: Any) -> None:
+    body = compact(doc)
+    out = dialect.scrub_error_body(body)
+    if expected is None:
+        assert out is body
+    else:
+        assert json.loads(out) == expected
+    assert dialect.scrub_error_body(b"not json {") == b"not json {"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field", "status"),
+    [
+        ("/v1/chat/completions", {"messages": MSG, "user": "leak"}, "both", 400),
+        ("/v1/chat/completions", {"messages": MSG, "user": "leak", "stream": True}, "both", 400),
+        ("/v1/chat/completions", {"messages": MSG, "user": "leak"}, "reasoning_content", 400),
+        ("/v1/chat/completions", {"messages": MSG, "user": "leak"}, "reasoning", 400),
+        ("/v1/completions", {"prompt": "leak"}, "both", 400),
+        ("/tokenize", {"prompt": "leak"}, "both", 500),
+    ],
+    ids=["chat", "chat-stream", "chat-rename", "chat-field-reasoning", "completions", "other-path"],
+)
+def test_asgi_vllm_errors_are_scrubbed(
+    path: str, body: dict[str, Any], field: str, status: int
+) -> None:
+    tc, inner, _ = client(field)
+    resp = tc.post(path, json=body)
+    assert_error(resp, status, None, "Failed to load image: cannot identify image file")
+    assert "<path>" in resp.json()["error"]["message"]
+    assert len(inner.state.seen) == 1  # vLLM's answer, scrubbed: not one of ours
+    ok = tc.post(path, json={**body, "user": "fine", "prompt": "fine"})
+    assert ok.status_code == 200  # and the server goes on
 
 
 def test_asgi_request_rewrite_reaches_the_app() -> None:

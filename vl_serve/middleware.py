@@ -7,7 +7,9 @@ front of vLLM's CORS, API-key and scaling middleware). It is plain ASGI, not Bas
 Cost model, so that it stays invisible in benchmarks:
 
 * Everything but ``POST /v1/chat/completions`` and ``POST /v1/completions`` with a JSON body goes
-  straight to vLLM, untouched and unbuffered.
+  straight to vLLM, untouched and unbuffered, except that an error answer to a POST (status 400
+  or more, JSON body) is held and scrubbed like the middleware's own errors: no memory address,
+  traceback line or server path (``dialect.scrub_error_body``).
 * The request body is read lazily, when vLLM's endpoint asks for it, so requests that vLLM turns
   away first (wrong API key, unknown route) cost nothing and never trigger a media fetch. It is
   parsed only when a byte check finds a dialect key or an image/video item (``dialect``), and
@@ -16,7 +18,8 @@ Cost model, so that it stays invisible in benchmarks:
   non-streaming 200 JSON body gets ``reasoning_content`` by byte splicing (Content-Length is
   recomputed), and SSE chunks are only touched when their bytes contain ``"reasoning":``.
 
-A refused request gets vLLM's error shape, ``{"error": {"message", "type", "param", "code"}}``:
+vLLM's own error answers to chat/completions requests are scrubbed the same way. A refused
+request gets vLLM's error shape, ``{"error": {"message", "type", "param", "code"}}``:
 the middleware makes the body read fail (so vLLM does no work) and sends its own error in place
 of whatever vLLM answers to that.
 """
@@ -66,6 +69,57 @@ def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
         if name == b"content-type":
             return value.split(b";", 1)[0].strip().lower() == b"application/json"
     return False
+
+
+def _is_json_error(start: Message) -> bool:
+    """Whether a response start begins an error answer with a JSON body (to be scrubbed)."""
+    if start.get("status", 200) < 400:
+        return False
+    for name, value in start.get("headers", ()):
+        if name.lower() == b"content-type":
+            return value.split(b";", 1)[0].strip().lower() == b"application/json"
+    return False
+
+
+def _with_length(start: Message, length: int) -> Message:
+    value = str(length).encode()
+    start["headers"] = [
+        (name, value if name.lower() == b"content-length" else v)
+        for name, v in start.get("headers", ())
+    ]
+    return start
+
+
+class _ErrorScrub:
+    """``send`` for requests the middleware does not otherwise touch: an error answer with a JSON
+    body is held until complete and passed through :func:`dialect.scrub_error_body`; every other
+    message goes straight on."""
+
+    __slots__ = ("parts", "send", "start")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.start: Message | None = None
+        self.parts: list[bytes] | None = None
+
+    async def __call__(self, message: Message) -> None:
+        parts = self.parts
+        if parts is not None and message["type"] == "http.response.body":
+            parts.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            assert self.start is not None
+            body = dialect.scrub_error_body(b"".join(parts))
+            self.parts = None
+            await self.send(_with_length(self.start, len(body)))
+            message["body"] = body
+            await self.send(message)
+            return
+        if message["type"] == "http.response.start" and _is_json_error(message):
+            self.start = message
+            self.parts = []
+            return
+        await self.send(message)
 
 
 def _decode(body: bytes) -> tuple[Any, bool]:
@@ -124,10 +178,10 @@ class DialectMiddleware:
         elif path == dialect.COMPLETIONS_PATH:
             chat = False
         else:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, _ErrorScrub(send))
             return
         if not _is_json(scope["headers"]):
-            await self.app(scope, receive, send)  # vLLM refuses it (415-style 400)
+            await self.app(scope, receive, _ErrorScrub(send))  # vLLM refuses it (400)
             return
         await _Exchange(self, scope, receive, send, chat).run()
 
@@ -183,6 +237,7 @@ class _Exchange:
         "raw_send",
         "rewriter",
         "scope",
+        "scrub",
         "started",
         "whole",
     )
@@ -202,6 +257,7 @@ class _Exchange:
         self.pending_start: Message | None = None
         self.rewriter: dialect.SSERewriter | None = None
         self.whole: list[bytes] | None = None
+        self.scrub = False  # the held body is an error answer: scrub it, do not rewrite it
 
     async def run(self) -> None:
         rewrite_responses = self.chat and self.mw.add_alias is not None
@@ -274,7 +330,18 @@ class _Exchange:
             return
         if message["type"] == "http.response.start":
             self.started = True
+            if _is_json_error(message):
+                self._hold(message, scrub=True)
+                return
+        elif self.whole is not None:
+            await self._send_whole(message)
+            return
         await self.raw_send(message)
+
+    def _hold(self, start: Message, *, scrub: bool) -> None:
+        self.pending_start = start
+        self.whole = []
+        self.scrub = scrub
 
     async def send(self, message: Message) -> None:
         rewriter = self.rewriter
@@ -315,27 +382,29 @@ class _Exchange:
                 if content_type == b"text/event-stream":
                     self.rewriter = dialect.SSERewriter(self.mw.add_alias)
                 elif content_type == b"application/json":
-                    self.pending_start = message
-                    self.whole = []
+                    self._hold(message, scrub=False)
                     return
+            elif _is_json_error(message):
+                self._hold(message, scrub=True)
+                return
         await self.raw_send(message)
 
     async def _send_whole(self, message: Message) -> None:
-        """Buffer a non-streaming JSON body; rewrite it and fix Content-Length at the end."""
+        """Buffer a JSON body (a non-streaming answer, or an error answer); rewrite or scrub it
+        and fix Content-Length at the end."""
         assert self.whole is not None and self.pending_start is not None
         self.whole.append(message.get("body", b""))
         if message.get("more_body", False):
             return
         body = b"".join(self.whole)
-        assert self.mw.add_alias is not None
-        new_body = dialect.rewrite_reasoning(body, self.mw.add_alias)
+        if self.scrub:
+            new_body = dialect.scrub_error_body(body)
+        else:
+            assert self.mw.add_alias is not None
+            new_body = dialect.rewrite_reasoning(body, self.mw.add_alias)
         start = self.pending_start
         if new_body is not body:
-            length = str(len(new_body)).encode()
-            start["headers"] = [
-                (name, length if name.lower() == b"content-length" else value)
-                for name, value in start.get("headers", ())
-            ]
+            _with_length(start, len(new_body))
         self.whole = None
         self.pending_start = None
         await self.raw_send(start)
