@@ -290,3 +290,12 @@ def test_reasoning_max_tokens_maps_to_thinking_budget(server: VLServer) -> None:
     # The budget closes the thinking part after 4 tokens: the rest is content.
     assert msg["reasoning"] is not None
     assert msg["reasoning_content"] == msg["reasoning"]
+
+
+def test_fast_stream_path_is_on_in_the_server(client: openai.OpenAI, server: VLServer) -> None:
+    """The API server built the parser at start-up, which turned on the per-delta fast path
+    (plugins/patches.py) in vLLM's own process; the streamed rows above ran through it."""
+    client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=4, stream=False
+    )
+    assert "fast per-delta path in vLLM's DelegatingParser.parse_delta is on" in server.log_text()

@@ -298,6 +298,89 @@ def test_tokenizer_without_think_end_fails_fast(parser_cls: type, name: str) -> 
         parser_cls(tok)
     if not _GET_PARSER_TAKES_TOKENIZER:
         return
+    vl_serve_plugins.register()  # (also when this test runs alone)
     # vLLM 0.32 also builds the parser once at server start-up, naming the CLI flag.
     with pytest.raises(TypeError, match=rf"--reasoning-parser {name}.*</think>"):
         ParserManager.get_parser(reasoning_parser_name=name, tokenizer=tok)
+
+
+# --- the streaming fast path in vLLM's DelegatingParser.parse_delta (plugins/patches.py) --------
+
+
+def _vllm_parse_delta() -> Any:
+    """vLLM's own DelegatingParser.parse_delta (the one the fast path stands in for)."""
+    from vllm.parser.abstract_parser import DelegatingParser
+
+    method = DelegatingParser.parse_delta
+    return getattr(method, "__wrapped__", method)
+
+
+def _stream_events(case: ReasoningCase, tok: Any, per_delta: int, holdback: int, **kw: Any) -> Any:
+    """Every parse_delta result as the JSON vLLM would send, with the parser's state after each."""
+    parse_delta = kw.pop("parse_delta", None)
+    parser = _parser(case, tok)
+    request = _request(case, stream=True)
+    request.include_reasoning = kw.pop("include_reasoning", True)
+    prompt_ids = tok.encode(case.prompt, add_special_tokens=False)
+    out_ids = tok.encode(case.output, add_special_tokens=False)
+    events = []
+    for text, ids, finished in _deltas(tok, prompt_ids, out_ids, per_delta, holdback):
+        args = (text, ids, request, prompt_ids)
+        if parse_delta is None:
+            msg = parser.parse_delta(*args, finished=finished)
+        else:
+            msg = parse_delta(parser, *args, finished=finished)
+        state = parser._stream_state
+        events.append(
+            (
+                None if msg is None else msg.model_dump_json(exclude_unset=True),
+                state.reasoning_ended,
+                state.previous_text,
+                parser.reasoning_parser.has_engine_confirmed_reasoning_end(),
+            )
+        )
+    return events
+
+
+def test_fast_parse_delta_still_applies(tokenizers: dict[str, Any], monkeypatch: Any) -> None:
+    """The installed vLLM is one the fast path was checked against, the first parser built turns
+    it on, and it is taken: vLLM's StreamState.advance runs only for the first and last delta."""
+    from vl_serve_plugins import patches
+    from vllm.parser.abstract_parser import DelegatingParser, StreamState
+
+    case = next(c for c in CASES if c.reasoning and c.content and c.parser == "qwen3_vl")
+    tok = tokenizers["qwen3_vl"]
+    _parser(case, tok)
+    assert getattr(DelegatingParser.parse_delta, "_vl_serve_fast", False), (
+        "vLLM's DelegatingParser.parse_delta or StreamState changed: check that the fast path in "
+        "plugins/patches.py still does what it does, then add its digests to _PARSE_DELTA_VERIFIED"
+    )
+    assert "fast_parse_delta" in patches._applied
+    assert not patches.fast_parse_delta_applies()  # applied once
+
+    calls = []
+    advance = StreamState.advance
+    monkeypatch.setattr(StreamState, "advance", lambda s, *a: calls.append(a) or advance(s, *a))
+    events = _stream_events(case, tok, 1, 0)
+    assert len(events) > 4
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("include_reasoning", [True, False], ids=["reasoning", "no-reasoning"])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
+def test_fast_parse_delta_matches_vllms(
+    case: ReasoningCase, include_reasoning: bool, tokenizers: dict[str, Any]
+) -> None:
+    """Delta for delta, the same JSON and the same parser state as vLLM's own parse_delta."""
+    tok = tokenizers[case.parser]
+    for per_delta, holdback in DELTA_SHAPES:
+        ours = _stream_events(case, tok, per_delta, holdback, include_reasoning=include_reasoning)
+        theirs = _stream_events(
+            case,
+            tok,
+            per_delta,
+            holdback,
+            include_reasoning=include_reasoning,
+            parse_delta=_vllm_parse_delta(),
+        )
+        assert ours == theirs, f"{per_delta} ids per delta, {holdback} chars held back"

@@ -226,8 +226,12 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
     default_thinking: ClassVar[bool | None] = None
 
     engine_based_streaming = True
+    # vLLM's DelegatingParser.parse_delta may take its fast path for this parser (patches.py).
+    vl_serve_fast_stream: ClassVar[bool] = True
 
     def __init__(self, tokenizer: Any, *args: Any, **kwargs: Any) -> None:
+        if not _patched:
+            _patch_vllm()
         vocab = tokenizer.get_vocab()
         needed = [self.start_token, self.end_token]
         needed += [t for t in (self.response_start_token, self.response_end_token) if t]
@@ -401,6 +405,24 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
         except ValueError:
             end = len(token_ids)
         return end - operator.countOf(islice(token_ids, end), self.start_token_id)
+
+
+_patched = False
+
+
+def _patch_vllm() -> None:
+    """Once per process, when the first parser is built (vLLM builds one at start-up to check the
+    tokenizer): the streaming fast path of ``patches.apply_fast_parse_delta``."""
+    global _patched
+    _patched = True
+    import logging
+
+    from vl_serve_plugins.patches import apply_fast_parse_delta
+
+    if apply_fast_parse_delta():
+        logging.getLogger("vllm.plugins.vl_serve").info(
+            "vl-serve: fast per-delta path in vLLM's DelegatingParser.parse_delta is on"
+        )
 
 
 _regex_cache: dict[tuple[str, ...], re.Pattern[str]] = {}
