@@ -1,8 +1,10 @@
 """The one place where vl-serve patches vLLM. Each patch: what, why, which vLLM versions.
 
 Patches are applied lazily by the code that needs them (never at plugin import), check that the
-bug is still there before touching anything, and are idempotent. ``tests/test_ernie_adapter.py`` proves
-each one still applies (and still fixes the bug) on the installed vLLM.
+bug (or the exact code a fast path stands in for) is still there before touching anything, and are
+idempotent. Tests prove each one still applies on the installed vLLM and still does its job:
+``tests/test_ernie_adapter.py`` (ERNIE rotary embedding on CPU), ``tests/test_reasoning_parsers.py``
+(streaming fast path, compared delta for delta with vLLM's own method).
 """
 
 from __future__ import annotations

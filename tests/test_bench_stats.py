@@ -76,3 +76,36 @@ def test_compare_skips_unpaired_rounds() -> None:
     out = bench.compare(base + ours, "vl-serve", "vllm", [16])["16"]
     assert len(out["pairs"]) == 1
     assert out["throughput_ratio_ci90"] is None
+
+
+def result(base_tps: list[float], our_tps: list[float], **settings: object) -> dict:
+    ttfts = [100.0] * len(base_tps)
+    return {
+        "settings": {"variants": ["vllm", "vl-serve"], "concurrency": [16], **settings},
+        "environment": {"git_commit": "x", "git_dirty": False},
+        "rounds": rounds("vllm", base_tps, ttfts, 10.0) + rounds("vl-serve", our_tps, ttfts, 10.0),
+    }
+
+
+def test_pool_keeps_pairs_within_each_run() -> None:
+    import bench_pool
+
+    # Run 2 repeats run 1's repetition numbers: pooled naively, rep 0 of one run would be
+    # paired with rep 0 of the other.
+    one = result([20.0, 20.0], [19.0, 19.0])  # ratio 0.95 twice
+    two = result([40.0, 40.0, 40.0], [44.0, 44.0, 44.0])  # ratio 1.1 three times
+    out = bench_pool.pool([one, two])
+    cmp = out["comparisons"]["vl-serve/vllm"]["16"]
+    ratios = sorted(round(p["throughput_ratio"], 6) for p in cmp["pairs"])
+    assert ratios == [0.95, 0.95, 1.1, 1.1, 1.1]
+    assert [p["rep"] for p in cmp["pairs"]] == [0, 1, 2, 3, 4]
+    assert cmp["throughput_ratio"] == pytest.approx(1.1)
+    assert out["targets"]["vl-serve"]["per_concurrency"]["16"]["throughput_ratio_ok"]
+    assert len(out["runs"]) == 2
+
+
+def test_pool_refuses_runs_with_other_settings() -> None:
+    import bench_pool
+
+    with pytest.raises(ValueError, match="different settings"):
+        bench_pool.pool([result([20.0], [20.0]), result([20.0], [20.0], input_len=128)])
