@@ -27,23 +27,40 @@ def pool(results: list[dict[str, Any]]) -> dict[str, Any]:
     summary, comparisons and targets."""
     if not results:
         raise ValueError("nothing to pool")
-    keys = ("variants", "concurrency", "prompts", "input_len", "output_len", "image")
+    keys = (
+        "variants",
+        "baseline",
+        "concurrency",
+        "prompts",
+        "input_len",
+        "output_len",
+        "image",
+        "schedule",
+        "cpu_layout",
+    )
     first = {k: results[0]["settings"].get(k) for k in keys}
+    commits = {
+        (r["environment"].get("git_commit"), r["environment"].get("git_dirty")) for r in results
+    }
     for res in results[1:]:
         other = {k: res["settings"].get(k) for k in keys}
         if other != first:
             raise ValueError(f"runs with different settings cannot be pooled: {first} != {other}")
+    if len({commit for commit, _dirty in commits}) > 1:
+        print(
+            f"warning: pooling runs of different commits: {sorted(map(str, commits))}",
+            file=sys.stderr,
+        )
     rounds: list[dict[str, Any]] = []
     offset = 0
     for res in results:
         reps = [r["rep"] for r in res["rounds"]]
         rounds += [{**r, "rep": r["rep"] + offset} for r in res["rounds"]]
-        offset += max(reps) + 1
+        offset += max(reps, default=-1) + 1
     variants, concs = first["variants"], first["concurrency"]
+    base = first["baseline"] or bs.BASELINE
     comparisons = {
-        f"{v}/{bs.BASELINE}": bench.compare(rounds, v, bs.BASELINE, concs)
-        for v in variants
-        if v != bs.BASELINE
+        f"{v}/{base}": bench.compare(rounds, v, base, concs) for v in variants if v != base
     }
     return {
         "kind": "vl-serve-bench-pooled",
@@ -57,13 +74,18 @@ def pool(results: list[dict[str, Any]]) -> dict[str, Any]:
             }
             for res in results
         ],
-        "settings": {**first, "baseline": bs.BASELINE, "reps": offset},
+        "settings": {**first, "baseline": base, "reps": offset},
         "environment": results[0]["environment"],  # the machine (each run's commit: "runs")
         "summary": bench.summarize(rounds, variants, concs),
         "comparisons": comparisons,
         "targets": bench.targets(comparisons),
         "rounds": rounds,
     }
+
+
+def _ci(cmp: dict[str, Any], field: str, fmt: str) -> str:
+    ci = cmp.get(field + "_ci90")
+    return f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]" if ci else "[too few pairs]"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,12 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, per_conc in pooled["comparisons"].items():
         print(f"{name}: median of per-pair figures, {len(args.results)} runs pooled")
         for c, cmp in per_conc.items():
-            lo, hi = cmp.get("throughput_ratio_ci90") or (None, None)
-            tlo, thi = cmp.get("ttft_diff_ms_ci90") or (None, None)
             print(
-                f"  c={c:<3} pairs {len(cmp['pairs']):>2}  throughput x{cmp['throughput_ratio']:.3f} "
-                f"[{lo:.3f}, {hi:.3f}]  TTFT {cmp['ttft_diff_ms']:+.1f} ms [{tlo:+.1f}, {thi:+.1f}]"
-                f"  TPOT x{cmp['tpot_ratio']:.3f}"
+                f"  c={c:<3} pairs {len(cmp['pairs']):>2}  "
+                f"throughput x{cmp['throughput_ratio']:.3f} {_ci(cmp, 'throughput_ratio', '.3f')}  "
+                f"TTFT {cmp['ttft_diff_ms']:+.1f} ms {_ci(cmp, 'ttft_diff_ms', '+.1f')}  "
+                f"TPOT x{cmp['tpot_ratio']:.3f}"
             )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -126,6 +126,7 @@ def apply_fast_parse_delta() -> bool:
         if (
             finished
             or self._tool_parser is not None
+            or not self._engine_based  # (then previous_text/previous_token_ids stay empty)
             or not getattr(rp, "vl_serve_fast_stream", False)
             or not state.prompt_reasoning_checked
             or not state.history_tool_call_cnt_initialized

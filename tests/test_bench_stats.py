@@ -109,3 +109,22 @@ def test_pool_refuses_runs_with_other_settings() -> None:
 
     with pytest.raises(ValueError, match="different settings"):
         bench_pool.pool([result([20.0], [20.0]), result([20.0], [20.0], input_len=128)])
+
+
+def test_pool_main_prints_with_too_few_pairs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import bench_pool
+
+    paths = []
+    for i, (base, ours) in enumerate([([20.0], [19.0]), ([40.0], [44.0])]):
+        res = result(base, ours)
+        res["environment"]["git_commit"] = f"commit{i}"
+        paths.append(tmp_path / f"r{i}.json")
+        paths[-1].write_text(json.dumps(res))
+    assert bench_pool.main([str(p) for p in paths]) == 0
+    out = capsys.readouterr()
+    assert "pairs  2" in out.out and "[too few pairs]" in out.out
+    assert "different commits" in out.err

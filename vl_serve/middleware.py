@@ -18,7 +18,10 @@ Cost model, so that it stays invisible in benchmarks:
   non-streaming 200 JSON body gets ``reasoning_content`` by byte splicing (Content-Length is
   recomputed), and SSE chunks are only touched when their bytes contain ``"reasoning":``.
 
-vLLM's own error answers to chat/completions requests are scrubbed the same way. A refused
+vLLM's own error answers to chat/completions requests are scrubbed the same way. Two kinds never
+pass through here: the 500 that vLLM's catch-all ``Exception`` handler writes (Starlette runs it
+outside every user middleware) and error events inside a stream already started; vLLM 0.32
+sanitises both itself (``sanitize_message``). A refused
 request gets vLLM's error shape, ``{"error": {"message", "type", "param", "code"}}``:
 the middleware makes the body read fail (so vLLM does no work) and sends its own error in place
 of whatever vLLM answers to that.

@@ -419,10 +419,14 @@ def _patch_vllm() -> None:
 
     from vl_serve_plugins.patches import apply_fast_parse_delta
 
-    if apply_fast_parse_delta():
-        logging.getLogger("vllm.plugins.vl_serve").info(
-            "vl-serve: fast per-delta path in vLLM's DelegatingParser.parse_delta is on"
-        )
+    log = logging.getLogger("vllm.plugins.vl_serve")
+    try:
+        applied = apply_fast_parse_delta()
+    except Exception:  # a speed-up only: vLLM's own method keeps working
+        log.warning("vl-serve: fast per-delta path not applied", exc_info=True)
+        return
+    if applied:
+        log.info("vl-serve: fast per-delta path in vLLM's DelegatingParser.parse_delta is on")
 
 
 _regex_cache: dict[tuple[str, ...], re.Pattern[str]] = {}
