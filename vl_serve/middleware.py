@@ -84,13 +84,36 @@ def _is_json_error(start: Message) -> bool:
     return False
 
 
-def _with_length(start: Message, length: int) -> Message:
-    value = str(length).encode()
-    start["headers"] = [
-        (name, value if name.lower() == b"content-length" else v)
-        for name, v in start.get("headers", ())
-    ]
-    return start
+class _HeldBody:
+    """A response start held back with its body until the body is complete; then both go out,
+    the body passed through ``transform`` (Content-Length fixed when it changed)."""
+
+    __slots__ = ("parts", "send", "start", "transform")
+
+    def __init__(self, send: Send, start: Message, transform: Callable[[bytes], bytes]) -> None:
+        self.send = send
+        self.start = start
+        self.transform = transform
+        self.parts: list[bytes] = []
+
+    async def feed(self, message: Message) -> bool:
+        """Take one ``http.response.body`` message; True once the whole answer has gone out."""
+        self.parts.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return False
+        body = b"".join(self.parts)
+        new_body = self.transform(body)
+        start = self.start
+        if new_body is not body:
+            length = str(len(new_body)).encode()
+            start["headers"] = [
+                (name, length if name.lower() == b"content-length" else value)
+                for name, value in start.get("headers", ())
+            ]
+        await self.send(start)
+        message["body"] = new_body
+        await self.send(message)
+        return True
 
 
 class _ErrorScrub:
@@ -98,31 +121,21 @@ class _ErrorScrub:
     body is held until complete and passed through :func:`dialect.scrub_error_body`; every other
     message goes straight on."""
 
-    __slots__ = ("parts", "send", "start")
+    __slots__ = ("held", "send")
 
     def __init__(self, send: Send) -> None:
         self.send = send
-        self.start: Message | None = None
-        self.parts: list[bytes] | None = None
+        self.held: _HeldBody | None = None
 
     async def __call__(self, message: Message) -> None:
-        parts = self.parts
-        if parts is not None and message["type"] == "http.response.body":
-            parts.append(message.get("body", b""))
-            if message.get("more_body", False):
-                return
-            assert self.start is not None
-            body = dialect.scrub_error_body(b"".join(parts))
-            self.parts = None
-            await self.send(_with_length(self.start, len(body)))
-            message["body"] = body
+        kind = message["type"]
+        if self.held is not None and kind == "http.response.body":
+            if await self.held.feed(message):
+                self.held = None
+        elif kind == "http.response.start" and _is_json_error(message):
+            self.held = _HeldBody(self.send, message, dialect.scrub_error_body)
+        else:
             await self.send(message)
-            return
-        if message["type"] == "http.response.start" and _is_json_error(message):
-            self.start = message
-            self.parts = []
-            return
-        await self.send(message)
 
 
 def _decode(body: bytes) -> tuple[Any, bool]:
@@ -234,15 +247,13 @@ class _Exchange:
         "chat",
         "error",
         "error_sent",
+        "held",
         "mw",
-        "pending_start",
         "raw_receive",
         "raw_send",
         "rewriter",
         "scope",
-        "scrub",
         "started",
-        "whole",
     )
 
     def __init__(
@@ -257,10 +268,8 @@ class _Exchange:
         self.error: dialect.DialectError | None = None
         self.error_sent = False
         self.started = False
-        self.pending_start: Message | None = None
         self.rewriter: dialect.SSERewriter | None = None
-        self.whole: list[bytes] | None = None
-        self.scrub = False  # the held body is an error answer: scrub it, do not rewrite it
+        self.held: _HeldBody | None = None  # a whole JSON answer to rewrite or scrub
 
     async def run(self) -> None:
         rewrite_responses = self.chat and self.mw.add_alias is not None
@@ -334,17 +343,12 @@ class _Exchange:
         if message["type"] == "http.response.start":
             self.started = True
             if _is_json_error(message):
-                self._hold(message, scrub=True)
+                self.held = _HeldBody(self.raw_send, message, dialect.scrub_error_body)
                 return
-        elif self.whole is not None:
-            await self._send_whole(message)
+        elif self.held is not None:
+            await self._send_held(message)
             return
         await self.raw_send(message)
-
-    def _hold(self, start: Message, *, scrub: bool) -> None:
-        self.pending_start = start
-        self.whole = []
-        self.scrub = scrub
 
     async def send(self, message: Message) -> None:
         rewriter = self.rewriter
@@ -370,8 +374,8 @@ class _Exchange:
             return
         kind = message["type"]
         if kind == "http.response.body":
-            if self.whole is not None:
-                await self._send_whole(message)
+            if self.held is not None:
+                await self._send_held(message)
                 return
         elif kind == "http.response.start":
             self.started = True
@@ -385,31 +389,19 @@ class _Exchange:
                 if content_type == b"text/event-stream":
                     self.rewriter = dialect.SSERewriter(self.mw.add_alias)
                 elif content_type == b"application/json":
-                    self._hold(message, scrub=False)
+                    self.held = _HeldBody(self.raw_send, message, self._rewrite_whole)
                     return
             elif _is_json_error(message):
-                self._hold(message, scrub=True)
+                self.held = _HeldBody(self.raw_send, message, dialect.scrub_error_body)
                 return
         await self.raw_send(message)
 
-    async def _send_whole(self, message: Message) -> None:
-        """Buffer a JSON body (a non-streaming answer, or an error answer); rewrite or scrub it
-        and fix Content-Length at the end."""
-        assert self.whole is not None and self.pending_start is not None
-        self.whole.append(message.get("body", b""))
-        if message.get("more_body", False):
-            return
-        body = b"".join(self.whole)
-        if self.scrub:
-            new_body = dialect.scrub_error_body(body)
-        else:
-            assert self.mw.add_alias is not None
-            new_body = dialect.rewrite_reasoning(body, self.mw.add_alias)
-        start = self.pending_start
-        if new_body is not body:
-            _with_length(start, len(new_body))
-        self.whole = None
-        self.pending_start = None
-        await self.raw_send(start)
-        message["body"] = new_body
-        await self.raw_send(message)
+    async def _send_held(self, message: Message) -> None:
+        assert self.held is not None
+        if await self.held.feed(message):
+            self.held = None
+
+    def _rewrite_whole(self, body: bytes) -> bytes:
+        """A non-streaming 200 JSON answer with ``reasoning_content`` added or renamed."""
+        assert self.mw.add_alias is not None
+        return dialect.rewrite_reasoning(body, self.mw.add_alias)
