@@ -651,6 +651,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 ),
                 "warmup_prompts": args.warmup_prompts,
                 "wake_requests": args.wake_requests,
+                "api_cpu_clock": bs.API_CPU_CLOCK,
                 "instances_per_variant": args.instances if args.schedule == "resident" else 1,
                 "input_len": args.input_len,
                 "output_len": args.output_len,

@@ -46,6 +46,13 @@ def pool(results: list[dict[str, Any]]) -> dict[str, Any]:
         other = {k: res["settings"].get(k) for k in keys}
         if other != first:
             raise ValueError(f"runs with different settings cannot be pooled: {first} != {other}")
+    clocks = {r["settings"].get("api_cpu_clock", "stat-ticks") for r in results}
+    if len(clocks) > 1:
+        print(
+            f"warning: API-server CPU was measured with different clocks {sorted(clocks)}: "
+            "api_cpu figures mix them (throughput and TTFT are unaffected)",
+            file=sys.stderr,
+        )
     if len({commit for commit, _dirty in commits}) > 1:
         print(
             f"warning: pooling runs of different commits: {sorted(map(str, commits))}",

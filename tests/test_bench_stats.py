@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,36 @@ def test_pool_main_prints_with_too_few_pairs(
     out = capsys.readouterr()
     assert "pairs  2" in out.out and "[too few pairs]" in out.out
     assert "different commits" in out.err
+
+
+def test_thread_run_ns_counts_this_process_and_its_threads() -> None:
+    """The API-server CPU figure: nanosecond run time summed over live threads (the 10 ms clock
+    ticks of /proc/PID/stat cannot resolve a fraction of a millisecond per request)."""
+    import os
+    import threading
+
+    import bench_servers
+
+    def spin(seconds: float) -> None:
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+
+    spun, release = threading.Event(), threading.Event()
+
+    def work() -> None:
+        spin(0.05)
+        spun.set()
+        release.wait()
+
+    before = bench_servers.thread_run_ns(os.getpid())
+    worker = threading.Thread(target=work)
+    worker.start()
+    spin(0.05)
+    spun.wait()
+    after = bench_servers.thread_run_ns(os.getpid())  # the worker is still alive
+    release.set()
+    worker.join()
+    assert before is not None and after is not None
+    assert 0.099e9 <= after - before < 5e9  # both threads' 50 ms (same clock as thread_time)
+    assert bench_servers.thread_run_ns(2**22 + 12345) is None  # no such process

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,51 @@ def test_cli_print_args_check_and_errors(tmp_path: Path) -> None:
 
     out = _cli("check", "--config", str(tmp_path / "missing.yaml"))
     assert out.returncode == 2 and "cannot read the file" in out.stderr
+
+
+_EXEC_PROBE = """
+import json, os, sys
+from vl_serve import cli, launch
+prepare = launch.prepare
+plans = []
+def leaky_prepare(*args, **kwargs):  # what importing a library can do to os.environ
+    os.environ["VL_SERVE_TEST_LEAK"] = "1"
+    os.environ["PATH"] = os.environ.get("PATH", "") + ":/leaked"
+    plans.append(prepare(*args, **kwargs))
+    return plans[-1]
+launch.prepare = leaky_prepare
+def fake_execve(path, argv, env):
+    print(json.dumps({"env": dict(env), "plan_env": plans[-1].env}))
+    sys.exit(0)
+os.execve = fake_execve
+cli.run(sys.argv[1:])
+"""
+
+
+def test_serve_execs_vllm_with_the_users_environment(tmp_path: Path) -> None:
+    """vLLM starts from the environment vl-serve was started with, plus vl-serve's variables and
+    the API key: not with what importing vLLM for the argument check put in os.environ."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "model": "Qwen/Qwen2.5-VL-3B-Instruct",
+                "server": {"api_key_env": "MY_KEY"},
+                "env": {"MY_VAR": "x"},
+            }
+        )
+    )
+    start = {k: v for k, v in os.environ.items() if k != "VLLM_API_KEY"}
+    start["MY_KEY"] = "sk-secret"
+    out = subprocess.run(
+        [sys.executable, "-c", _EXEC_PROBE, "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env=start,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["plan_env"]["MY_VAR"] == "x"
+    assert seen["env"] == {**start, **seen["plan_env"], "VLLM_API_KEY": "sk-secret"}

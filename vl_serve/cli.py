@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -65,6 +66,7 @@ def _load(args: argparse.Namespace) -> VLServeConfig:
 
 
 def run(argv: list[str]) -> int:
+    start_env = dict(os.environ)  # before anything imports vLLM (see launch.exec_vllm)
     args = _parser().parse_args(argv)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s vl-serve: %(message)s"))
@@ -96,7 +98,7 @@ def run(argv: list[str]) -> int:
             plan = launch.prepare(cfg, build=True)
         except ConfigError as err:
             raise err.with_source(source) from None
-        launch.exec_vllm(cfg, plan)
+        launch.exec_vllm(cfg, plan, start_env)
         return 0  # pragma: no cover - exec does not return
     except ConfigError as err:
         print(f"error: {err.line()}", file=sys.stderr)

@@ -11,6 +11,7 @@ import logging
 import os
 import shlex
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from vl_serve import builtin_models, runtime
@@ -75,9 +76,18 @@ def secret_env(cfg: VLServeConfig) -> dict[str, str]:
     return {SECRET_ENV: key}
 
 
-def exec_vllm(cfg: VLServeConfig, launch: Launch) -> None:
-    """Replace this process with vLLM's server."""
-    env = {**os.environ, **launch.env, **secret_env(cfg)}
+def exec_vllm(
+    cfg: VLServeConfig, launch: Launch, base_env: Mapping[str, str] | None = None
+) -> None:
+    """Replace this process with vLLM's server.
+
+    ``base_env`` is the environment vl-serve was started with (default: the current one). The
+    CLI passes the one it saw before checking the arguments: that check imports vLLM, whose
+    import edits ``os.environ`` (``TORCHINDUCTOR_*``, ``LD_LIBRARY_PATH`` through cv2, ...), and
+    vLLM's server must start from the user's environment, as ``vllm serve`` would, not inherit
+    those edits (a second copy of cv2's library path, values vLLM only sets for itself).
+    """
+    env = {**(os.environ if base_env is None else base_env), **launch.env, **secret_env(cfg)}
     if cfg.server.api_key_env is None:
         env.pop(SECRET_ENV, None)  # a stray VLLM_API_KEY would silently turn auth on
     log.info("starting: %s", launch.display())
