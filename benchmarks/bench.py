@@ -320,6 +320,14 @@ def redirect_output(stream: Any) -> Iterator[None]:
 # --------------------------------------------------------------------------- the run
 
 
+def cpu_clock(rounds: list[dict[str, Any]]) -> str:
+    """How the rounds' API-server CPU was measured: one clock's name, or "mixed"."""
+    clocks = {r.get("api_cpu_clock", bs.TICKS_CLOCK) for r in rounds}
+    if len(clocks) > 1:
+        return "mixed"
+    return clocks.pop() if clocks else "none"
+
+
 def _median(values: list[Any]) -> float | None:
     clean = [v for v in values if v is not None]
     return statistics.median(clean) if clean else None
@@ -568,6 +576,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "seed": seed,
                     **{f: res.get(f) for f in ROUND_FIELDS},
                     **cpu_ms,
+                    "api_cpu_clock": server.api_cpu_clock,
                 }
             )
             if not example_argv:
@@ -651,7 +660,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 ),
                 "warmup_prompts": args.warmup_prompts,
                 "wake_requests": args.wake_requests,
-                "api_cpu_clock": bs.API_CPU_CLOCK,
+                "api_cpu_clock": cpu_clock(rounds),
                 "instances_per_variant": args.instances if args.schedule == "resident" else 1,
                 "input_len": args.input_len,
                 "output_len": args.output_len,

@@ -46,7 +46,7 @@ def pool(results: list[dict[str, Any]]) -> dict[str, Any]:
         other = {k: res["settings"].get(k) for k in keys}
         if other != first:
             raise ValueError(f"runs with different settings cannot be pooled: {first} != {other}")
-    clocks = {r["settings"].get("api_cpu_clock", "stat-ticks") for r in results}
+    clocks = {r["settings"].get("api_cpu_clock", bs.TICKS_CLOCK) for r in results}
     if len(clocks) > 1:
         print(
             f"warning: API-server CPU was measured with different clocks {sorted(clocks)}: "
@@ -81,7 +81,12 @@ def pool(results: list[dict[str, Any]]) -> dict[str, Any]:
             }
             for res in results
         ],
-        "settings": {**first, "baseline": base, "reps": offset},
+        "settings": {
+            **first,
+            "baseline": base,
+            "reps": offset,
+            "api_cpu_clock": clocks.pop() if len(clocks) == 1 else "mixed",
+        },
         "environment": results[0]["environment"],  # the machine (each run's commit: "runs")
         "summary": bench.summarize(rounds, variants, concs),
         "comparisons": comparisons,

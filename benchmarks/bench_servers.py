@@ -65,8 +65,10 @@ VARIANTS: dict[str, Variant] = {
     ),
 }
 BASELINE = "vllm"
-# How ``Server.cpu_seconds`` measures the API server (results record it: older ones used ticks).
-API_CPU_CLOCK = "schedstat-ns"
+# How ``Server.cpu_seconds`` measures the API server: rounds record which one was used (results
+# before 2026-11-23 evening have no record: clock ticks).
+API_CPU_CLOCK = "process-cputime-ns"
+TICKS_CLOCK = "stat-ticks"
 
 
 def free_port() -> int:
@@ -199,24 +201,14 @@ def pin_threads(pid: int, cpus: set[int]) -> None:
             os.sched_setaffinity(tid, cpus)
 
 
-def thread_run_ns(pid: int) -> int | None:
-    """Run time in nanoseconds of ``pid``'s live threads (schedstat), None where unavailable.
-
-    Threads that exited take their time with them; vLLM's API server keeps its threads (event
-    loop, ZMQ, executor pools) for its whole life, so per-round differences are exact.
-    """
-    total = 0
+def process_cpu_ns(pid: int) -> int | None:
+    """CPU time in nanoseconds that process ``pid`` has used, all its threads (exited ones
+    included): Linux's per-process CPU clock (``clock_gettime`` on ``((~pid) << 3) | 2``, i.e.
+    CPUCLOCK_SCHED, the clock behind ``/proc/PID/schedstat``). None where unavailable."""
     try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
+        return time.clock_gettime_ns(((~pid) << 3) | 2)
+    except (OSError, OverflowError):
         return None
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as fh:
-                total += int(fh.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue  # exited meanwhile, or no schedstat in this kernel
-    return total or None
 
 
 def _png(side: int) -> str:
@@ -257,6 +249,7 @@ class Server:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in close()
         self.started = time.monotonic()
         self.ready_s: float | None = None
+        self.api_cpu_clock = API_CPU_CLOCK
         self.proc = subprocess.Popen(
             command,
             stdout=self._log,
@@ -347,8 +340,9 @@ class Server:
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time used so far by this server's processes, by role.
 
-        ``api``: the API server (the process started here: vl-serve execs vLLM in place), summed
-        over its threads' scheduler run time (``/proc/PID/task/*/schedstat``, nanoseconds);
+        ``api``: the API server (the process started here: vl-serve execs vLLM in place), from
+        its process CPU clock in nanoseconds (``process_cpu_ns``; clock ticks where that fails,
+        ``self.api_cpu_clock`` says which);
         ``engine``: every other process of its session (EngineCore, workers, helpers), user +
         system time from ``/proc/PID/stat``. Per-round differences divided by completed requests
         give a cost per request that, unlike throughput, does not depend on whether requests
@@ -360,7 +354,8 @@ class Server:
         out = {"api": 0.0, "engine": 0.0}
         for pid, fields in self._session_stats().items():
             if pid == self.proc.pid:
-                ns = thread_run_ns(pid)
+                ns = process_cpu_ns(pid)
+                self.api_cpu_clock = API_CPU_CLOCK if ns is not None else TICKS_CLOCK
                 out["api"] += (
                     ns / 1e9 if ns is not None else (int(fields[11]) + int(fields[12])) / tick
                 )

@@ -49,6 +49,8 @@ def test_bench_smoke_writes_a_sane_result(tmp_path: Path) -> None:
     assert round_["api_cpu_ms_per_req"] > 0
     assert round_["engine_cpu_ms_per_req"] > 0
     assert round_["client_cpu_ms_per_req"] > 0
+    # The API server's figure in nanoseconds (the process CPU clock), not 10 ms ticks.
+    assert round_["api_cpu_clock"] == settings["api_cpu_clock"] == "process-cputime-ns"
 
     summary = result["summary"]["vl-serve"][str(conc)]
     assert summary["completed"] == prompts

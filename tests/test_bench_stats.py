@@ -131,9 +131,9 @@ def test_pool_main_prints_with_too_few_pairs(
     assert "different commits" in out.err
 
 
-def test_thread_run_ns_counts_this_process_and_its_threads() -> None:
-    """The API-server CPU figure: nanosecond run time summed over live threads (the 10 ms clock
-    ticks of /proc/PID/stat cannot resolve a fraction of a millisecond per request)."""
+def test_process_cpu_ns_counts_every_thread_exited_ones_too() -> None:
+    """The API-server CPU figure: the process CPU clock in nanoseconds (the 10 ms clock ticks
+    of /proc/PID/stat cannot resolve a fraction of a millisecond per request)."""
     import os
     import threading
 
@@ -144,21 +144,34 @@ def test_thread_run_ns_counts_this_process_and_its_threads() -> None:
         while time.thread_time() < end:
             pass
 
-    spun, release = threading.Event(), threading.Event()
-
-    def work() -> None:
-        spin(0.05)
-        spun.set()
-        release.wait()
-
-    before = bench_servers.thread_run_ns(os.getpid())
-    worker = threading.Thread(target=work)
+    before = bench_servers.process_cpu_ns(os.getpid())
+    worker = threading.Thread(target=spin, args=(0.05,))
     worker.start()
     spin(0.05)
-    spun.wait()
-    after = bench_servers.thread_run_ns(os.getpid())  # the worker is still alive
-    release.set()
-    worker.join()
+    worker.join()  # exited: its time stays counted
+    after = bench_servers.process_cpu_ns(os.getpid())
     assert before is not None and after is not None
     assert 0.099e9 <= after - before < 5e9  # both threads' 50 ms (same clock as thread_time)
-    assert bench_servers.thread_run_ns(2**22 + 12345) is None  # no such process
+    assert bench_servers.process_cpu_ns(2**22 + 12345) is None  # above the kernel's pid limit
+
+
+def test_cpu_clock_of_rounds_and_pools() -> None:
+    import bench_pool
+    import bench_servers
+
+    ns, ticks = bench_servers.API_CPU_CLOCK, bench_servers.TICKS_CLOCK
+    assert bench.cpu_clock([{"api_cpu_clock": ns}, {"api_cpu_clock": ns}]) == ns
+    assert bench.cpu_clock([{"api_cpu_clock": ns}, {}]) == "mixed"  # no record: ticks
+    assert bench.cpu_clock([]) == "none"
+
+    def run(clock: str | None) -> dict:
+        settings = {"variants": ["vl-serve", "vllm"], "baseline": "vllm", "concurrency": [16]}
+        if clock:
+            settings["api_cpu_clock"] = clock
+        rs = rounds("vllm", [1.0, 1.1], [10.0, 10.0], 10.0)
+        rs += rounds("vl-serve", [1.0, 1.1], [10.5, 10.5], 11.0)
+        return {"settings": settings, "environment": {"git_commit": "x"}, "rounds": rs}
+
+    assert bench_pool.pool([run(ns), run(ns)])["settings"]["api_cpu_clock"] == ns
+    assert bench_pool.pool([run(ns), run(None)])["settings"]["api_cpu_clock"] == "mixed"
+    assert bench_pool.pool([run(None)])["settings"]["api_cpu_clock"] == ticks

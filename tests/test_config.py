@@ -228,3 +228,19 @@ def test_serve_execs_vllm_with_the_users_environment(tmp_path: Path) -> None:
     seen = json.loads(out.stdout.strip().splitlines()[-1])
     assert seen["plan_env"]["MY_VAR"] == "x"
     assert seen["env"] == {**start, **seen["plan_env"], "VLLM_API_KEY": "sk-secret"}
+
+    # No api_key_env: a VLLM_API_KEY left in the shell must not turn vLLM's auth on.
+    cfg.write_text(yaml.safe_dump({"model": "Qwen/Qwen2.5-VL-3B-Instruct"}))
+    stray = {**start, "VLLM_API_KEY": "sk-stray"}
+    out = subprocess.run(
+        [sys.executable, "-c", _EXEC_PROBE, "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env=stray,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "VLLM_API_KEY" not in seen["env"]
+    assert seen["env"] == {**start, **seen["plan_env"]}
