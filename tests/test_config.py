@@ -201,6 +201,21 @@ cli.run(sys.argv[1:])
 """
 
 
+def _exec_env(cfg: Path, env: dict[str, str]) -> dict[str, Any]:
+    """What ``vl-serve --config cfg`` would exec vLLM with, started with ``env``."""
+    out = subprocess.run(
+        [sys.executable, "-c", _EXEC_PROBE, "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    seen: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return seen
+
+
 def test_serve_execs_vllm_with_the_users_environment(tmp_path: Path) -> None:
     """vLLM starts from the environment vl-serve was started with, plus vl-serve's variables and
     the API key: not with what importing vLLM for the argument check put in os.environ."""
@@ -216,31 +231,12 @@ def test_serve_execs_vllm_with_the_users_environment(tmp_path: Path) -> None:
     )
     start = {k: v for k, v in os.environ.items() if k != "VLLM_API_KEY"}
     start["MY_KEY"] = "sk-secret"
-    out = subprocess.run(
-        [sys.executable, "-c", _EXEC_PROBE, "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        env=start,
-        timeout=300,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    seen = _exec_env(cfg, start)
     assert seen["plan_env"]["MY_VAR"] == "x"
     assert seen["env"] == {**start, **seen["plan_env"], "VLLM_API_KEY": "sk-secret"}
 
     # No api_key_env: a VLLM_API_KEY left in the shell must not turn vLLM's auth on.
     cfg.write_text(yaml.safe_dump({"model": "Qwen/Qwen2.5-VL-3B-Instruct"}))
-    stray = {**start, "VLLM_API_KEY": "sk-stray"}
-    out = subprocess.run(
-        [sys.executable, "-c", _EXEC_PROBE, "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        env=stray,
-        timeout=300,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    seen = _exec_env(cfg, {**start, "VLLM_API_KEY": "sk-stray"})
     assert "VLLM_API_KEY" not in seen["env"]
     assert seen["env"] == {**start, **seen["plan_env"]}
