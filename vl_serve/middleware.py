@@ -67,21 +67,20 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
-def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
+def _media_type(headers: Any) -> bytes:
+    """The Content-Type's media type, lower case, without parameters (b"" when absent)."""
     for name, value in headers:
-        if name == b"content-type":
-            return value.split(b";", 1)[0].strip().lower() == b"application/json"
-    return False
+        if name.lower() == b"content-type":
+            media_type: bytes = value.split(b";", 1)[0].strip().lower()
+            return media_type
+    return b""
 
 
 def _is_json_error(start: Message) -> bool:
     """Whether a response start begins an error answer with a JSON body (to be scrubbed)."""
-    if start.get("status", 200) < 400:
-        return False
-    for name, value in start.get("headers", ()):
-        if name.lower() == b"content-type":
-            return value.split(b";", 1)[0].strip().lower() == b"application/json"
-    return False
+    return start.get("status", 200) >= 400 and (
+        _media_type(start.get("headers", ())) == b"application/json"
+    )
 
 
 class _HeldBody:
@@ -196,7 +195,7 @@ class DialectMiddleware:
         else:
             await self.app(scope, receive, _ErrorScrub(send))
             return
-        if not _is_json(scope["headers"]):
+        if _media_type(scope["headers"]) != b"application/json":
             await self.app(scope, receive, _ErrorScrub(send))  # vLLM refuses it (400)
             return
         await _Exchange(self, scope, receive, send, chat).run()
@@ -253,6 +252,7 @@ class _Exchange:
         "raw_send",
         "rewriter",
         "scope",
+        "scrub",
         "started",
     )
 
@@ -270,6 +270,7 @@ class _Exchange:
         self.started = False
         self.rewriter: dialect.SSERewriter | None = None
         self.held: _HeldBody | None = None  # a whole JSON answer to rewrite or scrub
+        self.scrub = _ErrorScrub(send)  # send_plain's way out: error answers scrubbed
 
     async def run(self) -> None:
         rewrite_responses = self.chat and self.mw.add_alias is not None
@@ -342,13 +343,7 @@ class _Exchange:
             return
         if message["type"] == "http.response.start":
             self.started = True
-            if _is_json_error(message):
-                self.held = _HeldBody(self.raw_send, message, dialect.scrub_error_body)
-                return
-        elif self.held is not None:
-            await self._send_held(message)
-            return
-        await self.raw_send(message)
+        await self.scrub(message)
 
     async def send(self, message: Message) -> None:
         rewriter = self.rewriter
@@ -380,11 +375,7 @@ class _Exchange:
         elif kind == "http.response.start":
             self.started = True
             if message.get("status") == 200:
-                content_type = b""
-                for name, value in message.get("headers", ()):
-                    if name.lower() == b"content-type":
-                        content_type = value.split(b";", 1)[0].strip().lower()
-                        break
+                content_type = _media_type(message.get("headers", ()))
                 assert self.mw.add_alias is not None
                 if content_type == b"text/event-stream":
                     self.rewriter = dialect.SSERewriter(self.mw.add_alias)
