@@ -981,6 +981,38 @@ def jpeg_with_big_exif() -> bytes:
     return buf.getvalue()
 
 
+def jpeg_with_exif(size: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 20, 30)).save(buf, "JPEG", exif=b"Exif\x00\x00" + bytes(size))
+    return buf.getvalue()
+
+
+def _segment_at(data: bytes, marker: int) -> tuple[int, int]:
+    """(start, end) of the first JPEG segment with ``marker`` (walked from SOI)."""
+    pos = 2
+    while data[pos + 1] != marker:
+        pos += 2 + struct.unpack_from(">H", data, pos + 2)[0]
+    return pos, pos + 2 + struct.unpack_from(">H", data, pos + 2)[0]
+
+
+def jpeg_two_sofs(first: tuple[int, int], last: tuple[int, int]) -> bytes:
+    """A JPEG header with two SOF segments: Pillow (and vLLM) take the size of the last one."""
+    data = image_bytes("JPEG", first)
+    start, end = _segment_at(data, 0xC0)
+    sof = bytearray(data[start:end])
+    struct.pack_into(">HH", sof, 5, last[1], last[0])
+    return data[:end] + bytes(sof) + data[end:]
+
+
+def png_two_ihdrs(first: tuple[int, int], last: tuple[int, int]) -> bytes:
+    """A PNG with a second IHDR chunk before its IDAT: Pillow takes the size of the last one."""
+    data = image_bytes("PNG", first)
+    ihdr = bytearray(data[12:29])
+    struct.pack_into(">II", ihdr, 4, *last)
+    chunk = data[8:12] + bytes(ihdr) + struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    return data[:33] + chunk + data[33:]
+
+
 def wrapped(data: bytes) -> str:
     text = base64.b64encode(data).decode()
     return "\n".join(text[i : i + 76] for i in range(0, len(text), 76))
@@ -994,6 +1026,8 @@ KEPT = [
     pytest.param("image/bmp", image_bytes("BMP"), id="bmp"),
     pytest.param("image/png", JPEG, id="declared-type-differs"),  # vLLM reads the bytes' format
     pytest.param("image/png", image_bytes("PNG", (4000, 3000)), id="big-png"),
+    # Header past the first 3 KB decoded, within the 48 KB of the second try.
+    pytest.param("image/jpeg", jpeg_with_exif(20_000), id="jpeg-exif-20k"),
     # Pixels are not decoded here: vLLM decodes them once and answers a truncated stream itself.
     pytest.param(
         "image/png", image_bytes("PNG", (256, 256), (1, 2, 3))[:300], id="truncated-pixels"
@@ -1037,6 +1071,9 @@ REFUSED_DATA = [
     pytest.param(data_url("image/png", image_bytes("PNG", (4000, 3000))), {"max_item_bytes": 4096}, 413, "the decoded base64 item is larger than the 4 KB limit (media.max_item_bytes)", id="over-max-item-bytes"),
     pytest.param(data_url("image/png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 2), {}, 400, "truncated or corrupt (PNG)", id="unreadable-header"),
     pytest.param(data_url("image/png", bytes(range(256)) * 2), {}, 400, "not in a supported image format", id="not-an-image"),
+    # The size Pillow and vLLM would use is the last SOF/IHDR, not the first.
+    pytest.param(data_url("image/jpeg", jpeg_two_sofs((16, 16), (5000, 5000))), {}, 400, "5000x5000 = 25000000 pixels", id="jpeg-second-sof"),
+    pytest.param(data_url("image/png", png_two_ihdrs((16, 16), (5000, 5000))), {}, 400, "5000x5000 = 25000000 pixels", id="png-second-ihdr"),
     pytest.param(data_url("image/png", image_bytes("PNG", (8, 8))), {"min_image_side": 16}, 400, "each side must be at least 16 pixels", id="too-small"),
 ]
 # fmt: on
@@ -1063,3 +1100,90 @@ def test_inline_images_kept_as_sent_never_yield_the_event_loop() -> None:
     assert body == chat(
         image_part(data_url("image/png", PNG)), image_part(data_url("image/jpeg", JPEG))
     )
+
+
+# --- exact_size: the header walk that stands in for Pillow's open -----------------------------
+
+
+def _pillow_size(data: bytes, fmt: str) -> tuple[int, int] | None:
+    try:
+        with Image.open(io.BytesIO(data), formats=[fmt]) as im:
+            return im.size
+    except Exception:
+        return None
+
+
+def _encoded_variants() -> list[tuple[str, bytes]]:
+    out = []
+    for size in [(64, 48), (1, 1), (3, 700), (640, 480)]:
+        for mode in ("RGB", "L", "CMYK"):
+            for kw in ({}, {"progressive": True}, {"exif": b"Exif\x00\x00" + bytes(300)}):
+                buf = io.BytesIO()
+                Image.new(mode, size, 90).save(buf, "JPEG", **kw)
+                out.append(("JPEG", buf.getvalue()))
+        for mode in ("RGB", "RGBA", "L", "P", "1"):
+            for kw in ({}, {"icc_profile": bytes(600)}, {"optimize": True}):
+                buf = io.BytesIO()
+                Image.new(mode, size).save(buf, "PNG", **kw)
+                out.append(("PNG", buf.getvalue()))
+    return out
+
+
+def test_exact_size_reads_every_regular_header_as_pillow_does() -> None:
+    from vl_serve.media_probe import exact_size
+
+    for fmt, data in _encoded_variants():
+        assert exact_size(data, fmt) == _pillow_size(data, fmt), (fmt, data[:40].hex())
+
+
+# fmt: off
+IRREGULAR = [
+    # (format, bytes): headers exact_size leaves to Pillow
+    pytest.param("JPEG", jpeg_two_sofs((16, 16), (5000, 5000)), id="two-sofs"),
+    pytest.param("PNG", png_two_ihdrs((16, 16), (5000, 5000)), id="two-ihdrs"),
+    pytest.param("JPEG", JPEG[:2] + b"\xff" + JPEG[2:], id="fill-byte"),
+    pytest.param("JPEG", JPEG[:2] + b"\xff\xd0" + JPEG[2:], id="rst-marker"),
+    pytest.param("JPEG", JPEG[:_segment_at(JPEG, 0xDB)[0]] + b"\x00" + JPEG[_segment_at(JPEG, 0xDB)[0]:], id="junk-byte"),
+    pytest.param("JPEG", JPEG[:_segment_at(JPEG, 0xC0)[1] - 1], id="cut-in-sof"),
+    pytest.param("JPEG", JPEG[:_segment_at(JPEG, 0xDA)[0]], id="no-sos"),
+    pytest.param("PNG", PNG[:40], id="png-cut-before-idat"),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("fmt", "data"), IRREGULAR)
+def test_exact_size_leaves_irregular_headers_to_pillow(fmt: str, data: bytes) -> None:
+    from vl_serve.media_probe import exact_size
+
+    assert exact_size(data, fmt) is None
+
+
+def test_exact_size_never_disagrees_with_pillow_on_mutated_headers() -> None:
+    """Random byte edits near the start of real headers: whenever exact_size gives a size,
+    Pillow's open gives the same one or fails (and then vLLM refuses the image itself)."""
+    import random
+
+    from vl_serve.media_probe import exact_size
+
+    rng = random.Random(5)
+    bases = _encoded_variants()
+    accepted = 0
+    for _ in range(4000):
+        fmt, base = rng.choice(bases)
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 3)):
+            i = rng.randrange(2, min(len(data), 400))
+            edit = rng.random()
+            if edit < 0.5:
+                data[i] = rng.randrange(256)
+            elif edit < 0.75:
+                marker = rng.choice([0xC0, 0xC2, 0xFF, 0xD0, 0x00, 0xDA, 0xE1])
+                data[i:i] = bytes([0xFF, marker]) + bytes(rng.randrange(12))
+            else:
+                del data[i : i + rng.randrange(1, 8)]
+        size = exact_size(bytes(data), fmt)
+        if size is not None:
+            accepted += 1
+            pillow = _pillow_size(bytes(data), fmt)
+            assert pillow in (None, size), (fmt, size, pillow, bytes(data[:80]).hex())
+    assert accepted > 1000  # the property was exercised, not vacuously true

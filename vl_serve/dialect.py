@@ -53,8 +53,10 @@ _MARKERS: Final = re.compile(
     b'"(?:' + b"|".join(re.escape(marker) for marker in _AFTER_QUOTE) + b")"
 )
 # Big bodies are mostly one or two long strings (base64 images): hopping from quote to quote with
-# memchr beats any scan of every byte there. Bodies with many quotes go on with the regex.
-_HOP_MIN_SIZE: Final = 4096
+# memchr beats any scan of every byte there. Bodies with many quotes go on with the regex. Below
+# about 24 KiB the regex alone is cheaper (a 4.7 KB request with one small image: 2.5 us against
+# 7.8 us of hopping over its 42 quotes; equal near 30 KB).
+_HOP_MIN_SIZE: Final = 24 * 1024
 _HOP_MAX_QUOTES: Final = 48
 
 # Largest budget passed on: vLLM keeps budgets in int32 tensors.

@@ -125,8 +125,28 @@ def _bad(where: str, reason: str, code: str = "invalid_media") -> MediaError:
     return MediaError(400, f"{where}: {reason}", where, code)
 
 
+# The parsed media section per settings dict: a server has one for its whole life, so each
+# request would otherwise validate the same dict again (a few microseconds). Keyed by the
+# section's identity, and it is kept alive here so that identity cannot be reused.
+_PARSED: dict[int, tuple[Any, MediaConfig, FetchPolicy]] = {}
+_PARSED_MAX = 32
+
+
+def _parsed(settings: dict[str, Any]) -> tuple[MediaConfig, FetchPolicy]:
+    raw = settings.get("media")
+    hit = _PARSED.get(id(raw))
+    if hit is not None and hit[0] is raw:
+        return hit[1], hit[2]
+    cfg = MediaConfig.model_validate(raw or {})
+    policy = FetchPolicy.from_config(cfg)
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[id(raw)] = (raw, cfg, policy)
+    return cfg, policy
+
+
 def _config(settings: dict[str, Any]) -> MediaConfig:
-    return MediaConfig.model_validate(settings.get("media") or {})
+    return _parsed(settings)[0]
 
 
 def max_request_bytes(settings: dict[str, Any]) -> int:
@@ -450,7 +470,10 @@ def _image_limits(cfg: MediaConfig, frame: bool = False) -> ImageLimits:
 
 # Base64 characters decoded to check a data: URL image's header (48 KiB of image): enough for
 # every PNG/GIF/BMP/WebP header and for JPEGs whose EXIF/ICC blocks are not larger than that.
+# The first try decodes only _FIRST_HEAD_CHARS (3 KiB of image), which holds the whole header of
+# most images; only when that does not settle it is the rest of _HEAD_CHARS decoded.
 _HEAD_CHARS = 64 * 1024
+_FIRST_HEAD_CHARS = 4 * 1024
 _B64_WHITESPACE = (" ", "\t", "\r", "\n")
 
 
@@ -477,13 +500,18 @@ def _keep_data_url_image(source: Any, ctx: _Ctx) -> bool:
     max_bytes = ctx.cfg.max_item_bytes
     if n // 4 * 3 - padding > max_bytes:
         raise too_large("decoded base64 item", max_bytes, "max_item_bytes")
-    head_chars = min(n, _HEAD_CHARS)
-    try:
-        head = binascii.a2b_base64(source[start : start + head_chars], strict_mode=True)
-    except (binascii.Error, ValueError):
-        return False  # the full check says what is wrong with it
     limits = _image_limits(ctx.cfg)
-    return check_image_header(head, limits, complete=head_chars == n) is not None
+    for chars in (_FIRST_HEAD_CHARS, _HEAD_CHARS):
+        head_chars = min(n, chars)
+        try:
+            head = binascii.a2b_base64(source[start : start + head_chars], strict_mode=True)
+        except (binascii.Error, ValueError):
+            return False  # the full check says what is wrong with it
+        if check_image_header(head, limits, complete=head_chars == n) is not None:
+            return True
+        if head_chars == n:
+            break
+    return False
 
 
 def _kept_as_sent(found: _Item, ctx: _Ctx) -> bool:
@@ -686,13 +714,13 @@ async def prepare_request(body: dict[str, Any], settings: dict[str, Any]) -> boo
     Returns True if ``body`` changed. Raises :class:`MediaError` for a refused request; every
     limit is checked before any model work, and counts before any fetch.
     """
-    cfg = _config(settings)
+    cfg, policy = _parsed(settings)
     changed = _sanitize(body, cfg)
     items = _find_items(body, cfg)
     _check_counts(items, cfg, settings)
     if not items:
         return changed
-    ctx = _Ctx(cfg, FetchPolicy.from_config(cfg))
+    ctx = _Ctx(cfg, policy)
     items = [found for found in items if not _kept_as_sent(found, ctx)]
     if not items:  # the common case: nothing awaited, the request never yields the event loop
         return changed

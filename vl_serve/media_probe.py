@@ -1,8 +1,9 @@
 """Checking media bytes before the model sees them: format, size in pixels, frames, duration.
 
 Images: the format is sniffed from the magic bytes (JPEG, PNG, BMP, WEBP, GIF only) and the size
-read from the header with Pillow's lazy open, so a decompression bomb is refused before a single
-pixel is decoded. Images within the limits are then decoded once (JPEGs at 1/8 scale) so truncated
+read from the header, so a decompression bomb is refused before a single pixel is decoded: JPEG
+and PNG headers of the regular form are walked here exactly as Pillow walks them
+(:func:`exact_size`), every other header goes through Pillow's lazy open. Images within the limits are then decoded once (JPEGs at 1/8 scale) so truncated
 or corrupt data is refused here with a clear message rather than deep inside the model processor.
 
 Videos: MP4/MOV and WebM/Matroska containers are parsed in pure Python (box and EBML element
@@ -106,6 +107,62 @@ def header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
     return None
 
 
+# JPEG markers that Pillow reads as one length-prefixed segment (its MARKER table's Skip, APP,
+# COM, DQT and SOF handlers). Everything else (fill bytes, RST/TEM markers, junk between segments,
+# DNL, JPG/JPGn, ...) is irregular: :func:`exact_size` leaves those headers to Pillow.
+_JPEG_SEGMENTS = frozenset({0xC4, 0xCC, 0xDB, 0xDD, 0xFE, *range(0xE0, 0xF0)}) | _SOF
+_PNG_SIGNATURE_IHDR = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR"
+
+
+def exact_size(data: bytes, fmt: str) -> tuple[int, int] | None:
+    """(width, height) exactly as Pillow's open of ``data`` would report it, or None.
+
+    Only for regular JPEG and PNG headers, complete within ``data`` up to the first pixel data:
+    a JPEG whose segments from SOI to SOS are all length-prefixed ones (:data:`_JPEG_SEGMENTS`),
+    back to back, with exactly one SOF of 8-bit samples and 1, 3 or 4 components; a PNG whose
+    chunks up to the first IDAT hold exactly one IHDR, the first. Pillow walks such a header
+    segment by segment as this does and takes its size from the same SOF or IHDR (it would take
+    the last of several, hence "exactly one"). Anything else returns None: Pillow decides then.
+    A None is never an answer about the image, only "ask Pillow" (about 20 us per image).
+    """
+    n = len(data)
+    if fmt == "JPEG":
+        pos, size = 2, None
+        while pos + 4 <= n:
+            if data[pos] != 0xFF:
+                return None
+            marker = data[pos + 1]
+            if marker == 0xDA:
+                return size
+            if marker not in _JPEG_SEGMENTS:
+                return None
+            end = pos + 2 + ((data[pos + 2] << 8) | data[pos + 3])
+            if end < pos + 4 or end > n:
+                return None
+            if marker in _SOF:
+                # length, precision, height, width, components: Pillow refuses other precisions
+                # and component counts, so those are its to answer.
+                if size is not None or end < pos + 10 or data[pos + 4] != 8:
+                    return None
+                if data[pos + 9] not in (1, 3, 4):
+                    return None
+                size = ((data[pos + 7] << 8) | data[pos + 8], (data[pos + 5] << 8) | data[pos + 6])
+            pos = end
+        return None
+    if fmt == "PNG" and n >= 41 and data.startswith(_PNG_SIGNATURE_IHDR):
+        w, h = struct.unpack_from(">II", data, 16)
+        pos = 33  # signature, IHDR's length, type, 13 bytes of data and CRC
+        while pos + 8 <= n:
+            kind = data[pos + 4 : pos + 8]
+            if kind == b"IDAT":
+                return w, h
+            if kind == b"IHDR":
+                return None
+            pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
+        return None
+    return None
+
+
 def sniff_video(data: bytes) -> str | None:
     if data[4:8] == b"ftyp":
         return "mp4"
@@ -194,7 +251,8 @@ def check_image_header(
     head: bytes, limits: ImageLimits, *, complete: bool, what: str = "image"
 ) -> str | None:
     """Header-only check of an encoded image whose first bytes are ``head`` (all of it when
-    ``complete``): a supported format, within the size limits, a header Pillow can read.
+    ``complete``): a supported format, within the size limits, a header Pillow can read (or,
+    for regular JPEG/PNG headers, one walked as Pillow would: :func:`exact_size`).
 
     Returns the format, or None when ``head`` is too short to tell (check the whole image with
     ``check_image`` then). No pixel is decoded: vLLM decodes them once, and answers a truncated
@@ -205,6 +263,11 @@ def check_image_header(
         if complete or len(head) >= 32:
             raise Refusal(f"the {what} is not in a supported image format ({_FORMATS_TEXT})")
         return None
+    dims = exact_size(head, fmt)
+    if dims is not None:
+        _check_dims(*dims, limits, what)
+        _check_pillow_bomb(*dims, limits, what)
+        return fmt
     dims = header_size(head, fmt)
     if dims is not None:
         _check_dims(*dims, limits, what)  # before Pillow sees it
@@ -219,6 +282,14 @@ def check_image_header(
         return None  # the header goes on past ``head`` (a big EXIF/ICC block, say)
     _check_dims(w, h, limits, what)
     return fmt
+
+
+def _check_pillow_bomb(w: int, h: int, limits: ImageLimits, what: str) -> None:
+    """Pillow's own decompression-bomb check (twice ``Image.MAX_IMAGE_PIXELS``), which its open
+    would have made and vLLM's will make: only reached when media.max_image_pixels is above it."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and max(1, w) * max(1, h) > 2 * limit:
+        raise _bomb(limits, what)
 
 
 def check_image(
