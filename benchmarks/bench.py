@@ -153,6 +153,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="unmeasured requests sent to a server right before each of its measured rounds "
         "(its first request after idling stalls ~1 s on vLLM's CPU backend)",
     )
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        help="seconds for the whole run (resident schedule): no repetition starts that the "
+        "last one's length says would end past it; the result says how many ran",
+    )
     p.add_argument("--keep-workdir", action="store_true", help="keep raw results and logs")
     p.add_argument("--history", action="store_true", help="also write a timestamped JSON copy")
     args = p.parse_args(argv)
@@ -233,8 +239,17 @@ def environment() -> dict[str, Any]:
         "torch": version("torch"),
         "transformers": version("transformers"),
         "vl_serve": version("vl-serve"),
-        "git_commit": _run(["git", "rev-parse", "HEAD"]) or None,
-        "git_dirty": bool(_run(["git", "status", "--porcelain", "--untracked-files=no"])),
+        # A copy of the tree without .git (the GPU machine) says in the environment what it is.
+        "git_commit": _run(["git", "rev-parse", "HEAD"]) or os.environ.get("VL_SERVE_GIT_COMMIT"),
+        "git_dirty": (
+            bool(_run(["git", "status", "--porcelain", "--untracked-files=no"]))
+            if (bs.REPO / ".git").exists()
+            else os.environ.get("VL_SERVE_GIT_DIRTY") == "1"
+        ),
+        "gpu": _run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"]
+        )
+        or None,
         "loadavg_start": list(os.getloadavg()),
         "other_vllm_servers_at_start": other_servers(),
     }
@@ -613,10 +628,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 by_name: dict[str, list[bs.Server]] = {}
                 for s in start(pool, args.variants, args.instances):
                     by_name.setdefault(s.plan.variant.name, []).append(s)
+                rep_s = 0.0
                 for rep in range(args.reps):
+                    left = (
+                        args.time_budget - (time.monotonic() - t_start) if args.time_budget else 0
+                    )
+                    if args.time_budget and rep and left < 1.1 * rep_s:
+                        notes.append(
+                            f"time budget {args.time_budget:.0f} s: {rep} of {args.reps} "
+                            f"repetitions ran ({left:.0f} s left, one took {rep_s:.0f} s)"
+                        )
+                        print("note:", notes[-1])
+                        break
+                    t_rep = time.monotonic()
                     for i, conc in enumerate(args.concurrency):
                         for name in order(rep, i):
                             measure(by_name[name][rep % args.instances], rep, conc)
+                    rep_s = time.monotonic() - t_rep
             else:
                 for rep in range(args.reps):
                     for name in order(rep, 0):
@@ -649,6 +677,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "concurrency": args.concurrency,
                 "prompts": {str(c): args.prompts[c] for c in args.concurrency},
                 "reps": args.reps,
+                "reps_run": len({r["rep"] for r in rounds}),
+                "time_budget_s": args.time_budget,
                 "schedule": args.schedule,
                 "cpu_layout": (
                     {

@@ -39,6 +39,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="torch threads (default 1, as vLLM's CPU worker here; 2 threads on a shared 2-core "
         "machine collapse under any other load)",
     )
+    p.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
+    p.add_argument(
+        "--dummy-weights",
+        action="store_true",
+        help="random weights from the folder's config.json (a folder with no weights, as the GPU "
+        "benchmark's benchmarks/gpu/make_model.py writes; vLLM's --load-format dummy)",
+    )
     p.add_argument("--json-out", type=Path)
     return p.parse_args(argv)
 
@@ -76,7 +83,15 @@ def main(argv: list[str] | None = None) -> int:
 
         model_dir = str(builtin_models.ensure_built("tiny-qwen3-vl"))
     t0 = time.perf_counter()
-    model = Qwen3VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.bfloat16)
+    if args.dummy_weights:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(model_dir)
+        with torch.device(args.device):
+            model = Qwen3VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
+    else:
+        model = Qwen3VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.bfloat16)
+        model.to(args.device)
     model.eval()
     processor = AutoProcessor.from_pretrained(model_dir)
     load_s = time.perf_counter() - t0
@@ -102,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         inputs = processor(text=[text], images=[image], padding=True, return_tensors="pt")
+        inputs = inputs.to(args.device)
         with torch.inference_mode():
             out = model.generate(
                 **inputs,
@@ -138,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         "output_tokens_per_request": out_tokens / args.requests,
         "image": f"{args.image_size}x{args.image_size}",
         "torch_threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu",
+        "weights": "random (from config.json)" if args.dummy_weights else "checkpoint",
         "load_s": load_s,
         "torch": torch.__version__,
         "python": platform.python_version(),

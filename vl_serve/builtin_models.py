@@ -262,14 +262,7 @@ def save_random_model(
 
 def build_tiny_qwen3_vl(out: Path) -> None:
     """A 2-layer Qwen3-VL with a 2-block vision tower: about 300k parameters."""
-    from transformers import (
-        AutoTokenizer,
-        Qwen2VLImageProcessor,
-        Qwen3VLConfig,
-        Qwen3VLForConditionalGeneration,
-        Qwen3VLProcessor,
-        Qwen3VLVideoProcessor,
-    )
+    from transformers import AutoTokenizer, Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     ids = build_qwen_tokenizer(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
@@ -322,8 +315,15 @@ def build_tiny_qwen3_vl(out: Path) -> None:
     )
 
     # Pixel budget: 64x64 .. 256x256 per image (a 64x64 image is 16 patches -> 4 tokens).
+    save_qwen3_vl_processor(out, tokenizer, min_pixels=64 * 64, max_pixels=256 * 256)
+
+
+def save_qwen3_vl_processor(out: Path, tokenizer: Any, *, min_pixels: int, max_pixels: int) -> None:
+    """Qwen3-VL's image/video processors (16 px patches, 2x2 merge) and chat template."""
+    from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
     image_processor = Qwen2VLImageProcessor(
-        size={"shortest_edge": 64 * 64, "longest_edge": 256 * 256},
+        size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
         patch_size=16,
         merge_size=2,
         temporal_patch_size=2,

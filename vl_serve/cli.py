@@ -11,6 +11,7 @@ Config mistakes print one line (file, field, value, fix) and exit 2, never a tra
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -86,12 +87,15 @@ def run(argv: list[str]) -> int:
         source = str(args.config or default_config())
         try:
             if args.command == "print-args":
-                plan = launch.prepare(cfg, build=False)
+                # vLLM < 0.32 logs to stdout from its import on: keep stdout for the arguments
+                with contextlib.redirect_stdout(sys.stderr):
+                    plan = launch.prepare(cfg, build=False)
                 print(json.dumps(plan.argv) if args.json else plan.display())
                 return 0
             if args.command == "check":
                 launch.secret_env(cfg)
-                launch.prepare(cfg, build=False)
+                with contextlib.redirect_stdout(sys.stderr):
+                    launch.prepare(cfg, build=False)
                 print(f"{source}: ok")
                 return 0
             launch.secret_env(cfg)
