@@ -7,10 +7,10 @@
 # usage, from the repository root on the device machine, after every .gpu/cNN folder was copied
 # into /tmp/stage:   bash benchmarks/gpu/run-on-device.sh OUTDIR [SECONDS]
 # Writes OUTDIR/latest.json (bench.py's result), transformers.json, bench.log, install.log and
-# logs.tar.gz (the servers' logs); SECONDS (default 560) bounds the whole script.
+# logs.tar.gz (the servers' logs); SECONDS (default 580) bounds the whole script.
 set -uo pipefail
 out=${1:?usage: run-on-device.sh OUTDIR [SECONDS]}
-budget=${2:-560}
+budget=${2:-580}
 mkdir -p "$out"
 left() { echo $((budget - SECONDS)); }
 
@@ -30,22 +30,22 @@ export VL_SERVE_BENCH_MODEL=/tmp/vl-serve-bench/qwen3-vl-4b-dummy
 python3 benchmarks/gpu/make_model.py "$VL_SERVE_BENCH_MODEL" 2>&1 | grep -v "incorrect regex" || exit 1
 
 echo "== bench.py ($(date -u +%T), $(left) s left)"
-# 90 s kept back for the transformers baseline and the copying.
+# 80 s kept back for the transformers baseline and the copying.
 PYTHONUNBUFFERED=1 python3 benchmarks/bench.py \
   --config benchmarks/gpu/qwen3-vl-4b-dummy.yaml --variants vllm,vl-serve \
   --cpu-layout none --instances 1 --reps 6 --concurrency 1,16,64 \
-  --prompts 1:16,16:128,64:256 --warmup-prompts 256 \
+  --prompts 1:12,16:128,64:256 --warmup-prompts 256 \
   --image-size 448 --input-len 128 --output-len 128 --transformers-requests 0 \
-  --start-timeout $(($(left) - 150)) --time-budget $(($(left) - 90)) \
+  --start-timeout $(($(left) - 130)) --time-budget $(($(left) - 80)) \
   --out "$out" --keep-workdir 2>&1 | grep -v "incorrect regex" | tee "$out/bench.log"
 rm -f "$out/latest.png"  # plotted on the developer's machine (matplotlib may be missing here)
 work=$(ls -dt /tmp/vl-serve-bench-* 2>/dev/null | head -1)
 [ -n "$work" ] && tar czf "$out/logs.tar.gz" -C "$work" --exclude='*.json' . 2>/dev/null
 
 echo "== transformers baseline ($(date -u +%T), $(left) s left)"
-if [ "$(left)" -gt 45 ]; then
+if [ "$(left)" -gt 40 ]; then
   timeout $(($(left) - 10)) python3 benchmarks/transformers_baseline.py \
-    --model "$VL_SERVE_BENCH_MODEL" --dummy-weights --device cuda --requests 4 \
+    --model "$VL_SERVE_BENCH_MODEL" --dummy-weights --device cuda --requests 3 \
     --image-size 448 --input-len 128 --output-len 128 \
     --json-out "$out/transformers.json" 2>&1 | grep -v "incorrect regex" | tail -25
 fi
