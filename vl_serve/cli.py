@@ -86,17 +86,16 @@ def run(argv: list[str]) -> int:
         cfg = _load(args)
         source = str(args.config or default_config())
         try:
-            if args.command == "print-args":
-                # vLLM < 0.32 logs to stdout from its import on: keep stdout for the arguments
+            if args.command in ("print-args", "check"):
+                if args.command == "check":
+                    launch.secret_env(cfg)
+                # vLLM < 0.32 logs to stdout from its import on: keep stdout for the answer
                 with contextlib.redirect_stdout(sys.stderr):
                     plan = launch.prepare(cfg, build=False)
-                print(json.dumps(plan.argv) if args.json else plan.display())
-                return 0
-            if args.command == "check":
-                launch.secret_env(cfg)
-                with contextlib.redirect_stdout(sys.stderr):
-                    launch.prepare(cfg, build=False)
-                print(f"{source}: ok")
+                if args.command == "check":
+                    print(f"{source}: ok")
+                else:
+                    print(json.dumps(plan.argv) if args.json else plan.display())
                 return 0
             launch.secret_env(cfg)
             plan = launch.prepare(cfg, build=True)
