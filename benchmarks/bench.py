@@ -704,7 +704,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 name: {
                     "description": p.variant.description,
                     "reasoning_parser": (
-                        vl_parser if p.variant.kind == "vl-serve" else p.variant.reasoning_parser
+                        p.config["reasoning"]["parser"]
+                        if p.variant.kind == "vl-serve"
+                        else p.variant.reasoning_parser
                     ),
                     "vllm_command": p.display,
                     "launcher": "vl-serve --config" if p.variant.kind == "vl-serve" else "vllm",

@@ -63,6 +63,13 @@ VARIANTS: dict[str, Variant] = {
         VL_SERVE_PARSER,
         f"bare vllm serve --reasoning-parser {VL_SERVE_PARSER} (vl-serve's parser, no middleware)",
     ),
+    # Diagnostic: vl-serve's middleware without a reasoning parser.
+    "vl-serve-noparser": Variant(
+        "vl-serve-noparser",
+        "vl-serve",
+        None,
+        "vl-serve without a reasoning parser (middleware only)",
+    ),
 }
 BASELINE = "vllm"
 # How ``Server.cpu_seconds`` measures the API server: rounds record which one was used (results
@@ -162,7 +169,10 @@ def plan_variants(
                 )
             cfg_path = workdir / f"{name}.yaml"
             cmd = [sys.executable, "-m", "vl_serve.cli", "--config", str(cfg_path)]
-            plans[name] = Plan(variant, cmd, reference.display(), env, raw, cfg_path, notes)
+            own = raw
+            if variant.reasoning_parser is None:
+                own = {**raw, "reasoning": {**raw["reasoning"], "parser": None}}
+            plans[name] = Plan(variant, cmd, reference.display(), env, own, cfg_path, notes)
         else:
             argv = list(bare)
             if variant.reasoning_parser:

@@ -1026,8 +1026,12 @@ KEPT = [
     pytest.param("image/bmp", image_bytes("BMP"), id="bmp"),
     pytest.param("image/png", JPEG, id="declared-type-differs"),  # vLLM reads the bytes' format
     pytest.param("image/png", image_bytes("PNG", (4000, 3000)), id="big-png"),
-    # Header past the first 3 KB decoded, within the 48 KB of the second try.
+    # Header past the first 1 KB decoded (the quick look), within the 3 KB of the next try.
+    pytest.param("image/jpeg", jpeg_with_exif(2_000), id="jpeg-exif-2k"),
+    # Header past the first 3 KB decoded, within the 48 KB of the last try.
     pytest.param("image/jpeg", jpeg_with_exif(20_000), id="jpeg-exif-20k"),
+    # An irregular header (fill bytes before a marker) inside the quick look: Pillow decides.
+    pytest.param("image/jpeg", JPEG[:2] + b"\xff\xff" + JPEG[2:], id="jpeg-fill-bytes"),
     # Pixels are not decoded here: vLLM decodes them once and answers a truncated stream itself.
     pytest.param(
         "image/png", image_bytes("PNG", (256, 256), (1, 2, 3))[:300], id="truncated-pixels"
@@ -1087,6 +1091,42 @@ def test_data_url_image_refused_from_its_header(
     assert err.status == status
     assert message in err.message, err.message
     assert err.param is not None and "content[1]" in err.param
+
+
+def test_plain_jpeg_and_png_headers_settle_in_the_quick_look(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A regular JPEG/PNG header is read from the first 1 KB of the image alone (base64
+    decoding costs ~3 ns a character), without asking Pillow."""
+    import binascii
+
+    from vl_serve import media, media_probe
+
+    decoded: list[int] = []
+    real = binascii.a2b_base64
+
+    def a2b(text: str, **kw: Any) -> bytes:
+        decoded.append(len(text))
+        return real(text, **kw)
+
+    def no_pillow(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("Pillow asked")
+
+    monkeypatch.setattr(media.binascii, "a2b_base64", a2b)
+    monkeypatch.setattr(media_probe.Image, "open", no_pillow)
+    noise = io.BytesIO()
+    Image.frombytes("RGB", (64, 64), os.urandom(64 * 64 * 3)).save(noise, "JPEG")
+    for mime, data in (
+        ("image/png", image_bytes("PNG", (4000, 3000))),
+        ("image/jpeg", noise.getvalue()),
+    ):
+        assert len(data) > 2000
+        decoded.clear()
+        part = image_part(data_url(mime, data))
+        body = chat(copy.deepcopy(part))
+        assert run(body, settings()) is False
+        assert part_of(body) == part
+        assert decoded == [media._QUICK_HEAD_CHARS], decoded
 
 
 def test_inline_images_kept_as_sent_never_yield_the_event_loop() -> None:

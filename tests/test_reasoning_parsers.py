@@ -384,3 +384,25 @@ def test_fast_parse_delta_matches_vllms(
             parse_delta=_vllm_parse_delta(),
         )
         assert ours == theirs, f"{per_delta} ids per delta, {holdback} chars held back"
+
+
+def test_per_tokenizer_tables_are_built_once_and_never_shared(tokenizers: dict[str, Any]) -> None:
+    """vLLM builds two parsers per chat request: the marker tables are worked out once per
+    parser class and tokenizer, and a parser for another tokenizer gets that one's ids."""
+    from tokenizers import Tokenizer, models
+
+    qwen = tokenizers["qwen3_vl"]
+    first, second = Qwen3VLReasoningParser(qwen), Qwen3VLReasoningParser(qwen)
+    assert first._marker_ids is second._marker_ids
+    assert first._stream is not second._stream  # per-request state stays per parser
+    ids = {qwen.convert_tokens_to_ids(t) for t in ("<think>", "</think>")}
+    assert first._marker_ids == ids
+
+    vocab = {"<unk>": 0, "a": 1, "</think>": 2, "<think>": 3}
+    other = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="<unk>")), unk_token="<unk>"
+    )
+    parser = Qwen3VLReasoningParser(other)
+    assert parser._marker_strings == {3: "<think>", 2: "</think>"}
+    assert (parser.start_token_id, parser.end_token_id) == (3, 2)
+    assert Qwen3VLReasoningParser(qwen)._marker_ids == ids

@@ -506,7 +506,10 @@ def parse_data_url(url: str) -> tuple[str, int]:
     comma = url.find(",", 5, 5 + 1024)
     if comma < 0:
         raise Refusal("the data URL has no ',' before its data")
-    params = [p.strip().lower() for p in url[5:comma].split(";")]
+    header = url[5:comma]
+    if header[-7:].lower() == ";base64" and header.count(";") == 1:  # the usual form
+        return header[:-7].strip().lower(), comma + 1
+    params = [p.strip().lower() for p in header.split(";")]
     if "base64" not in params[1:]:
         raise Refusal("only base64 data URLs are accepted (data:<type>;base64,<data>)")
     return params[0], comma + 1

@@ -248,7 +248,12 @@ def _bomb(limits: ImageLimits, what: str) -> Refusal:
 
 
 def check_image_header(
-    head: bytes, limits: ImageLimits, *, complete: bool, what: str = "image"
+    head: bytes,
+    limits: ImageLimits,
+    *,
+    complete: bool,
+    what: str = "image",
+    exact_only: bool = False,
 ) -> str | None:
     """Header-only check of an encoded image whose first bytes are ``head`` (all of it when
     ``complete``): a supported format, within the size limits, a header Pillow can read (or,
@@ -268,6 +273,8 @@ def check_image_header(
         _check_dims(*dims, limits, what)
         _check_pillow_bomb(*dims, limits, what)
         return fmt
+    if exact_only:
+        return None
     dims = header_size(head, fmt)
     if dims is not None:
         _check_dims(*dims, limits, what)  # before Pillow sees it

@@ -206,6 +206,43 @@ def _prefix_overlap(text: str, marker: str) -> int:
     return 0
 
 
+class _Tables:
+    """What a parser class needs of one tokenizer: marker ids and strings, the marker regex."""
+
+    __slots__ = (
+        "boundary_ids",
+        "marker_ids",
+        "marker_re",
+        "marker_strings",
+        "markers_special",
+        "tokenizer",
+        "vocab",
+    )
+
+    def __init__(self, parser: VLThinkingReasoningParser, tokenizer: Any) -> None:
+        vocab = tokenizer.get_vocab()
+        needed = [parser.start_token, parser.end_token]
+        needed += [t for t in (parser.response_start_token, parser.response_end_token) if t]
+        missing = [t for t in needed if t not in vocab]
+        if missing:
+            raise ValueError(
+                f"reasoning parser {parser.parser_name!r} ({type(parser).__name__}) needs the "
+                f"token(s) {', '.join(missing)}, which the model's tokenizer lacks"
+            )
+        self.tokenizer = tokenizer  # kept alive: the cache key is its id()
+        self.vocab = vocab
+        self.marker_strings: dict[int, str] = {vocab[t]: t for t in needed}
+        self.marker_ids = frozenset(self.marker_strings)
+        self.marker_re = _marker_regex(tuple(needed))
+        self.boundary_ids = frozenset(vocab[t] for t in parser.turn_boundary_tokens if t in vocab)
+        special = set(getattr(tokenizer, "all_special_ids", ()) or ())
+        self.markers_special = not special.isdisjoint(self.marker_ids)
+
+
+# (parser class, id(tokenizer)) -> its tables. A server has one tokenizer; tests build a few.
+_TABLES: dict[tuple[type, int], _Tables] = {}
+
+
 class VLThinkingReasoningParser(BaseThinkingReasoningParser):
     """``<think>...</think>`` reasoning, robust to the ways VL chat templates start a reply.
 
@@ -232,24 +269,20 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
     def __init__(self, tokenizer: Any, *args: Any, **kwargs: Any) -> None:
         if not _patched:
             _patch_vllm()
-        vocab = tokenizer.get_vocab()
-        needed = [self.start_token, self.end_token]
-        needed += [t for t in (self.response_start_token, self.response_end_token) if t]
-        missing = [t for t in needed if t not in vocab]
-        if missing:
-            raise ValueError(
-                f"reasoning parser {self.parser_name!r} ({type(self).__name__}) needs the "
-                f"token(s) {', '.join(missing)}, which the model's tokenizer lacks"
-            )
-        self.__dict__["vocab"] = vocab  # the base class's cached ``vocab``: one get_vocab() call
+        # vLLM builds two parsers per chat request (one to check the prompt, one for the
+        # stream): what depends only on the class and the tokenizer is worked out once.
+        tables = _TABLES.get((type(self), id(tokenizer)))
+        if tables is None or tables.tokenizer is not tokenizer:
+            tables = _Tables(self, tokenizer)
+            _TABLES[(type(self), id(tokenizer))] = tables
+        self.__dict__["vocab"] = tables.vocab  # the base class's cached ``vocab``
         super().__init__(tokenizer, *args, **kwargs)
-        self._marker_strings: dict[int, str] = {vocab[t]: t for t in needed}
-        self._marker_ids = frozenset(self._marker_strings)
-        self._marker_re = _marker_regex(tuple(needed))
-        self._boundary_ids = frozenset(vocab[t] for t in self.turn_boundary_tokens if t in vocab)
-        special = set(getattr(tokenizer, "all_special_ids", ()) or ())
+        self._marker_strings = tables.marker_strings
+        self._marker_ids = tables.marker_ids
+        self._marker_re = tables.marker_re
+        self._boundary_ids = tables.boundary_ids
         # A special marker vanishes from the text with skip_special_tokens (see adjust_request).
-        self._markers_special = not special.isdisjoint(self._marker_ids)
+        self._markers_special = tables.markers_special
 
         ctk = kwargs.get("chat_template_kwargs") or {}
         self.thinking: bool | None = self._thinking_from_kwargs(ctk)
