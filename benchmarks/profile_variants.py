@@ -6,8 +6,8 @@ Starts every variant (as ``bench.py`` does: same config, same CPU layout), warms
 for each variant in turn runs one `vllm bench serve` round while py-spy samples the API server
 (``--rate`` Hz, raw stacks), and records the API server's CPU per request over that round.
 Rounds alternate over ``--reps`` repetitions. Writes ``OUT/<variant>-r<rep>.raw`` and
-``OUT/summary.json``; ``profile_summary.py --per-request`` turns the raw files into
-milliseconds of event-loop CPU per request by function. Needs py-spy (``pip install py-spy``).
+``OUT/summary.json``; ``profile_summary.py OUT/*.raw`` summarises the stacks.
+Needs py-spy (``pip install py-spy``).
 """
 
 from __future__ import annotations
