@@ -509,11 +509,14 @@ def _keep_data_url_image(source: Any, ctx: _Ctx) -> bool:
             head = binascii.a2b_base64(source[start : start + head_chars], strict_mode=True)
         except (binascii.Error, ValueError):
             return False  # the full check says what is wrong with it
-        quick = chars == _QUICK_HEAD_CHARS
         complete = head_chars == n
-        if check_image_header(head, limits, complete=complete, exact_only=quick) is not None:
+        if chars == _QUICK_HEAD_CHARS and not complete:
+            if check_image_header(head, limits, complete=False, exact_only=True) is not None:
+                return True
+            continue
+        if check_image_header(head, limits, complete=complete) is not None:
             return True
-        if complete and not quick:
+        if complete:
             break
     return False
 

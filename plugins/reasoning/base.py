@@ -229,7 +229,7 @@ class _Tables:
                 f"reasoning parser {parser.parser_name!r} ({type(parser).__name__}) needs the "
                 f"token(s) {', '.join(missing)}, which the model's tokenizer lacks"
             )
-        self.tokenizer = tokenizer  # kept alive: the cache key is its id()
+        self.tokenizer = tokenizer  # kept alive, so that its id() (the cache key) stays its own
         self.vocab = vocab
         self.marker_strings: dict[int, str] = {vocab[t]: t for t in needed}
         self.marker_ids = frozenset(self.marker_strings)
@@ -272,7 +272,7 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
         # vLLM builds two parsers per chat request (one to check the prompt, one for the
         # stream): what depends only on the class and the tokenizer is worked out once.
         tables = _TABLES.get((type(self), id(tokenizer)))
-        if tables is None or tables.tokenizer is not tokenizer:
+        if tables is None:
             tables = _Tables(self, tokenizer)
             _TABLES[(type(self), id(tokenizer))] = tables
         self.__dict__["vocab"] = tables.vocab  # the base class's cached ``vocab``
