@@ -6,6 +6,10 @@ compared exactly as ``bench.py`` compares one run (median of per-pair figures, 9
 interval, targets).
 
     python benchmarks/bench_pool.py RESULT.json RESULT.json ... [--out POOLED.json]
+        [--also VARIANT/REFERENCE ...]
+
+``--also vl-serve/vllm-qwen3`` adds a comparison of two variants of the same runs, paired the
+same way (reported under ``extra_comparisons``, never a target).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import bench
 import bench_servers as bs
 
 
-def pool(results: list[dict[str, Any]]) -> dict[str, Any]:
+def pool(results: list[dict[str, Any]], also: list[str] | None = None) -> dict[str, Any]:
     """One result-shaped dict (settings of the first, every run's rounds renumbered) with fresh
     summary, comparisons and targets."""
     if not results:
@@ -69,6 +73,12 @@ def pool(results: list[dict[str, Any]]) -> dict[str, Any]:
     comparisons = {
         f"{v}/{base}": bench.compare(rounds, v, base, concs) for v in variants if v != base
     }
+    extra = {}
+    for name in also or []:
+        variant, _, reference = name.partition("/")
+        if variant not in variants or reference not in variants:
+            raise ValueError(f"--also {name}: both must be variants of these runs ({variants})")
+        extra[name] = bench.compare(rounds, variant, reference, concs)
     return {
         "kind": "vl-serve-bench-pooled",
         "runs": [
@@ -91,6 +101,7 @@ def pool(results: list[dict[str, Any]]) -> dict[str, Any]:
         "summary": bench.summarize(rounds, variants, concs),
         "comparisons": comparisons,
         "targets": bench.targets(comparisons),
+        "extra_comparisons": extra,
         "rounds": rounds,
     }
 
@@ -104,9 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", nargs="+", type=Path)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--also", action="append", default=[], metavar="VARIANT/REFERENCE")
     args = ap.parse_args(argv)
-    pooled = pool([json.loads(p.read_text()) for p in args.results])
-    for name, per_conc in pooled["comparisons"].items():
+    pooled = pool([json.loads(p.read_text()) for p in args.results], args.also)
+    shown = {**pooled["comparisons"], **pooled["extra_comparisons"]}
+    for name, per_conc in shown.items():
         print(f"{name}: median of per-pair figures, {len(args.results)} runs pooled")
         for c, cmp in per_conc.items():
             print(

@@ -123,22 +123,26 @@ def apply_fast_parse_delta() -> bool:
     ) -> Any:
         rp = self._reasoning_parser
         state = self._stream_state
-        if (
-            finished
-            or self._tool_parser is not None
-            or not self._engine_based  # (then previous_text/previous_token_ids stay empty)
-            or not getattr(rp, "vl_serve_fast_stream", False)
-            or not state.prompt_reasoning_checked
-            or not state.history_tool_call_cnt_initialized
-        ):
-            return original(
-                self,
-                delta_text,
-                delta_token_ids,
-                request,
-                prompt_token_ids,
-                finished=finished,
-            )
+        # Whether this stream may take the fast path is checked once: the conditions below only
+        # ever turn true, and only for the same StreamState (remembered, in case vLLM replaced it).
+        if finished or self._vl_serve_fast_state is not state:
+            if (
+                finished
+                or self._tool_parser is not None
+                or not self._engine_based  # (then previous_text/previous_token_ids stay empty)
+                or not getattr(rp, "vl_serve_fast_stream", False)
+                or not state.prompt_reasoning_checked
+                or not state.history_tool_call_cnt_initialized
+            ):
+                return original(
+                    self,
+                    delta_text,
+                    delta_token_ids,
+                    request,
+                    prompt_token_ids,
+                    finished=finished,
+                )
+            self._vl_serve_fast_state = state
         if state.reasoning_ended:
             delta_message = DeltaMessage(content=delta_text)
         else:
@@ -161,6 +165,7 @@ def apply_fast_parse_delta() -> bool:
                 delta_message = None
         return delta_message
 
+    DelegatingParser._vl_serve_fast_state = None  # the stream each instance checked (above)
     parse_delta._vl_serve_fast = True  # type: ignore[attr-defined]
     parse_delta.__wrapped__ = original  # type: ignore[attr-defined]
     DelegatingParser.parse_delta = parse_delta

@@ -105,6 +105,21 @@ def test_pool_keeps_pairs_within_each_run() -> None:
     assert len(out["runs"]) == 2
 
 
+def test_pool_also_compares_two_non_baseline_variants_pair_by_pair() -> None:
+    import bench_pool
+
+    one = result([20.0, 20.0], [19.0, 19.0])
+    one["settings"]["variants"].append("vllm-qwen3")
+    one["rounds"] += rounds("vllm-qwen3", [38.0, 10.0], [100.0, 100.0], 10.0)
+    out = bench_pool.pool([one], also=["vl-serve/vllm-qwen3"])
+    pairs = out["extra_comparisons"]["vl-serve/vllm-qwen3"]["16"]["pairs"]
+    assert sorted(round(p["throughput_ratio"], 6) for p in pairs) == [0.5, 1.9]
+    # reported, never a target: the targets stay those of vl-serve against the baseline
+    assert out["targets"] == bench.targets(out["comparisons"])
+    with pytest.raises(ValueError, match="both must be variants"):
+        bench_pool.pool([one], also=["vl-serve/sglang"])
+
+
 def test_pool_refuses_runs_with_other_settings() -> None:
     import bench_pool
 

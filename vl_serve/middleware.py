@@ -32,7 +32,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Generator, MutableMapping
 from types import ModuleType
 from typing import Any
 
@@ -54,6 +54,20 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _UNSET: Any = object()
 
 
+class _Done:
+    """An awaitable that is already complete: what a hot-path ``send`` returns for a message it
+    swallows (``await`` on it does nothing)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        return
+        yield  # (a generator that finishes at once)
+
+
+_DONE = _Done()
+
+
 class _Rejected(Exception):
     """Raised from the body read of a refused request; the error response replaces vLLM's."""
 
@@ -70,7 +84,7 @@ def _route_path(scope: Scope) -> str:
 def _media_type(headers: Any) -> bytes:
     """The Content-Type's media type, lower case, without parameters (b"" when absent)."""
     for name, value in headers:
-        if name.lower() == b"content-type":
+        if len(name) == 12 and name.lower() == b"content-type":
             media_type: bytes = value.split(b";", 1)[0].strip().lower()
             return media_type
     return b""
@@ -126,15 +140,21 @@ class _ErrorScrub:
         self.send = send
         self.held: _HeldBody | None = None
 
-    async def __call__(self, message: Message) -> None:
+    # A plain function returning the awaitable, not a coroutine: this sits on every streamed
+    # chunk's way out, and a coroutine layer per message costs more than the checks themselves.
+    def __call__(self, message: Message) -> Awaitable[None]:
         kind = message["type"]
         if self.held is not None and kind == "http.response.body":
-            if await self.held.feed(message):
-                self.held = None
-        elif kind == "http.response.start" and _is_json_error(message):
+            return self._feed(message)
+        if kind == "http.response.start" and _is_json_error(message):
             self.held = _HeldBody(self.send, message, dialect.scrub_error_body)
-        else:
-            await self.send(message)
+            return _DONE
+        return self.send(message)
+
+    async def _feed(self, message: Message) -> None:
+        assert self.held is not None
+        if await self.held.feed(message):
+            self.held = None
 
 
 def _decode(body: bytes) -> tuple[Any, bool]:
@@ -286,9 +306,12 @@ class _Exchange:
 
     # --- request ---
 
-    async def receive(self) -> Message:
+    def receive(self) -> Awaitable[Message]:
         if self.body_read:
-            return await self.raw_receive()
+            return self.raw_receive()
+        return self._read_body()
+
+    async def _read_body(self) -> Message:
         chunks: list[bytes] = []
         while True:
             message = await self.raw_receive()
@@ -336,16 +359,18 @@ class _Exchange:
         await self.raw_send({"type": "http.response.start", "status": status, "headers": headers})
         await self.raw_send({"type": "http.response.body", "body": body, "more_body": False})
 
-    async def send_plain(self, message: Message) -> None:
+    # send_plain and send return the next layer's awaitable instead of being coroutines
+    # themselves (see _ErrorScrub.__call__): the caller's ``await`` runs it.
+    def send_plain(self, message: Message) -> Awaitable[None]:
         if self.error is not None:  # vLLM's answer to the failed body read: ours replaces it
             if not self.error_sent and message["type"] == "http.response.start":
-                await self.send_error()
-            return
+                return self.send_error()
+            return _DONE
         if message["type"] == "http.response.start":
             self.started = True
-        await self.scrub(message)
+        return self.scrub(message)
 
-    async def send(self, message: Message) -> None:
+    def send(self, message: Message) -> Awaitable[None]:
         rewriter = self.rewriter
         if rewriter is not None and message["type"] == "http.response.body":
             # The hot path: one SSE event per message, most without reasoning.
@@ -354,24 +379,20 @@ class _Exchange:
             if rewriter.tail or not more or not body.endswith(b"\n\n"):
                 body = rewriter.feed(body, more)
                 if not body and more:
-                    return
+                    return _DONE
             else:
                 pos = body.find(b'"reasoning":')
                 if pos < 0:
-                    await self.raw_send(message)
-                    return
+                    return self.raw_send(message)
                 body = dialect.rewrite_reasoning_at(body, pos, rewriter.both)
             message["body"] = body
-            await self.raw_send(message)
-            return
+            return self.raw_send(message)
         if self.error is not None:
-            await self.send_plain(message)
-            return
+            return self.send_plain(message)
         kind = message["type"]
         if kind == "http.response.body":
             if self.held is not None:
-                await self._send_held(message)
-                return
+                return self._send_held(message)
         elif kind == "http.response.start":
             self.started = True
             if message.get("status") == 200:
@@ -381,11 +402,11 @@ class _Exchange:
                     self.rewriter = dialect.SSERewriter(self.mw.add_alias)
                 elif content_type == b"application/json":
                     self.held = _HeldBody(self.raw_send, message, self._rewrite_whole)
-                    return
+                    return _DONE
             elif _is_json_error(message):
                 self.held = _HeldBody(self.raw_send, message, dialect.scrub_error_body)
-                return
-        await self.raw_send(message)
+                return _DONE
+        return self.raw_send(message)
 
     async def _send_held(self, message: Message) -> None:
         assert self.held is not None
