@@ -117,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--also", action="append", default=[], metavar="VARIANT/REFERENCE")
     args = ap.parse_args(argv)
-    pooled = pool([json.loads(p.read_text()) for p in args.results], args.also)
+    try:
+        pooled = pool([json.loads(p.read_text()) for p in args.results], args.also)
+    except ValueError as exc:  # runs that cannot be pooled, an --also that names no variant
+        print(f"bench_pool: {exc}", file=sys.stderr)
+        return 2
     shown = {**pooled["comparisons"], **pooled["extra_comparisons"]}
     for name, per_conc in shown.items():
         print(f"{name}: median of per-pair figures, {len(args.results)} runs pooled")

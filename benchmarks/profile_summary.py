@@ -50,10 +50,10 @@ OWN = ("vl_serve/", "vl_serve_plugins/", "plugins/")
 def own_frame(frames: list[str]) -> str | None:
     """The vl-serve frame a sample's time belongs to, or None (see the module docstring)."""
     for frame in reversed(frames):
+        if any(key in frame for key in FRAMEWORKS):  # first: vllm/plugins/... is vLLM's
+            return None
         if any(key in frame for key in OWN):
             return frame
-        if any(key in frame for key in FRAMEWORKS):
-            return None
     return None
 
 

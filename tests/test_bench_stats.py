@@ -146,6 +146,61 @@ def test_pool_main_prints_with_too_few_pairs(
     assert "different commits" in out.err
 
 
+def test_pool_main_says_what_cannot_be_pooled_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import bench_pool
+
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(result([20.0], [19.0])))
+    assert bench_pool.main([str(path), "--also", "vl-serve/sglang"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench_pool: --also vl-serve/sglang: both must be variants")
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("leaf_first", "own"),
+    [
+        (
+            ["_Exchange.send (vl_serve/middleware.py:359)"],
+            "_Exchange.send (vl_serve/middleware.py:359)",
+        ),
+        (
+            ["_decode (json/decoder.py:337)", "rewrite_body (vl_serve/middleware.py:231)"],
+            "rewrite_body (vl_serve/middleware.py:231)",
+        ),
+        (["parse_delta (plugins/patches.py:143)"], "parse_delta (plugins/patches.py:143)"),
+        (
+            [
+                "send (uvicorn/protocols/http/httptools_impl.py:500)",
+                "_Exchange.send (vl_serve/middleware.py:359)",
+            ],
+            None,
+        ),
+        (["__init__ (pydantic/main.py:250)", "parse_delta (plugins/patches.py:143)"], None),
+        (["load_general_plugins (vllm/plugins/__init__.py:60)"], None),
+        (["chat_completion_stream_generator (vllm/entrypoints/openai/serving.py:900)"], None),
+    ],
+    ids=[
+        "own-leaf",
+        "via-stdlib",
+        "plugin",
+        "under-uvicorn",
+        "under-pydantic",
+        "vllm-plugins",
+        "vllm",
+    ],
+)
+def test_profile_own_frame_stops_at_framework_code(leaf_first: list[str], own: str | None) -> None:
+    import profile_summary
+
+    frames = ["Runner.run (asyncio/runners.py:118)", *reversed(leaf_first)]
+    assert profile_summary.own_frame(frames) == own
+
+
 def test_process_cpu_ns_counts_every_thread_exited_ones_too() -> None:
     """The API-server CPU figure: the process CPU clock in nanoseconds (the 10 ms clock ticks
     of /proc/PID/stat cannot resolve a fraction of a millisecond per request)."""
