@@ -406,3 +406,35 @@ def test_per_tokenizer_tables_are_built_once_and_never_shared(tokenizers: dict[s
     assert parser._marker_strings == {3: "<think>", 2: "</think>"}
     assert (parser.start_token_id, parser.end_token_id) == (3, 2)
     assert Qwen3VLReasoningParser(qwen)._marker_ids == ids
+
+
+# Every parser, each with the prompt opening the think block and with the model opening it.
+_FREED_CASES = [c for c in CASES if c.id.endswith(("-template_opened_think", "-model_opens_think"))]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in _FREED_CASES])
+def test_a_finished_requests_parsers_are_freed_without_the_garbage_collector(
+    case: ReasoningCase, tokenizers: dict[str, Any]
+) -> None:
+    """vLLM builds two parsers per chat request: neither may sit in a reference cycle (freed
+    only by a garbage collection, whose passes then grow with the request rate)."""
+    import gc
+    import weakref
+
+    tok = tokenizers[case.parser]
+    prompt_ids = tok.encode(case.prompt, add_special_tokens=False)
+    out_ids = tok.encode(case.output, add_special_tokens=False)
+    gc.collect()
+    gc.disable()
+    try:
+        parser = _parser(case, tok)  # vLLM's DelegatingParser around vl-serve's
+        request = _request(case, stream=True)
+        for text, ids, finished in _deltas(tok, prompt_ids, out_ids, 1, 0):
+            parser.parse_delta(text, ids, request, prompt_ids, finished=finished)
+        ours = parser.reasoning_parser
+        ours.extract_reasoning(case.output, _request(case, stream=False))  # non-streaming too
+        refs = [weakref.ref(parser), weakref.ref(ours)]
+        del parser, ours
+        assert [r() for r in refs] == [None, None]
+    finally:
+        gc.enable()

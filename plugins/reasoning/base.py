@@ -67,10 +67,12 @@ class _Splitter:
     The same state machine serves streaming and non-streaming, so both give the same split.
     """
 
-    __slots__ = ("held", "out_c", "out_r", "p", "partial", "pending", "started", "state", "thought")
+    __slots__ = ("held", "out_c", "out_r", "partial", "pending", "started", "state", "t", "thought")
 
-    def __init__(self, parser: VLThinkingReasoningParser, state: _State) -> None:
-        self.p = parser
+    # It holds the parser's tables, not the parser: no reference cycle, so a request's parsers
+    # (vLLM builds two) are freed when the request ends, not by the next garbage collection.
+    def __init__(self, tables: _Tables, state: _State) -> None:
+        self.t = tables
         self.state = state
         self.thought = state is _State.REASONING
         self.pending: deque[str] = deque()  # markers whose id arrived but whose text has not
@@ -84,7 +86,7 @@ class _Splitter:
 
     def feed_marked(self, text: str, marker_ids: Iterable[int]) -> None:
         """Streaming: ``text`` is the delta text; ``marker_ids`` the marker ids among its ids."""
-        strings = self.p._marker_strings
+        strings = self.t.marker_strings
         self.pending.extend(strings[i] for i in marker_ids)
         text = self.partial + text
         self.partial = ""
@@ -109,7 +111,7 @@ class _Splitter:
 
     def feed_text(self, text: str) -> None:
         """Non-streaming: every occurrence of a marker string is a marker."""
-        pieces = self.p._marker_re.split(text)
+        pieces = self.t.marker_re.split(text)
         self.plain(pieces[0])
         for i in range(1, len(pieces), 2):
             self.marker(pieces[i])
@@ -169,9 +171,9 @@ class _Splitter:
                 self.held += text
 
     def marker(self, marker: str) -> None:
-        p = self.p
+        t = self.t
         state = self.state
-        if marker == p.start_token:
+        if marker == t.start_token:
             if state is _State.REASONING:
                 return  # a repeated <think> inside reasoning is dropped
             if state is _State.UNDECIDED:
@@ -179,19 +181,19 @@ class _Splitter:
                 self.state = _State.REASONING
                 self.thought = True
                 return
-        elif marker == p.end_token:
+        elif marker == t.end_token:
             if state is _State.REASONING or state is _State.UNDECIDED:
                 self.state = _State.AFTER_THINK
                 self.thought = True
                 return
             if state is _State.AFTER_THINK:
                 return  # a duplicate </think> is dropped
-        elif marker == p.response_start_token:
+        elif marker == t.response_start_token:
             if state is _State.AFTER_THINK:
                 self.state = _State.RESPONSE
                 self.started = False
                 return
-        elif marker == p.response_end_token and state is _State.RESPONSE:
+        elif marker == t.response_end_token and state is _State.RESPONSE:
             self.held = ""
             self.state = _State.AFTER_THINK
             return
@@ -211,10 +213,14 @@ class _Tables:
 
     __slots__ = (
         "boundary_ids",
+        "end_token",
         "marker_ids",
         "marker_re",
         "marker_strings",
         "markers_special",
+        "response_end_token",
+        "response_start_token",
+        "start_token",
         "tokenizer",
         "vocab",
     )
@@ -229,6 +235,10 @@ class _Tables:
                 f"reasoning parser {parser.parser_name!r} ({type(parser).__name__}) needs the "
                 f"token(s) {', '.join(missing)}, which the model's tokenizer lacks"
             )
+        self.start_token: str = parser.start_token
+        self.end_token: str = parser.end_token
+        self.response_start_token: str | None = parser.response_start_token
+        self.response_end_token: str | None = parser.response_end_token
         self.tokenizer = tokenizer  # kept alive, so that its id() (the cache key) stays its own
         self.vocab = vocab
         self.marker_strings: dict[int, str] = {vocab[t]: t for t in needed}
@@ -275,6 +285,7 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
         if tables is None:
             tables = _Tables(self, tokenizer)
             _TABLES[(type(self), id(tokenizer))] = tables
+        self._tables = tables
         self.__dict__["vocab"] = tables.vocab  # the base class's cached ``vocab``
         super().__init__(tokenizer, *args, **kwargs)
         self._marker_strings = tables.marker_strings
@@ -289,7 +300,7 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
         if self.thinking is None:
             self.thinking = self.default_thinking
         self._prompt_marker: int | None = None  # set by adjust_initial_state_from_prompt
-        self._stream = _Splitter(self, self._initial_state())
+        self._stream = _Splitter(self._tables, self._initial_state())
         self._thought: bool | None = None  # whether the last parsed output had reasoning
 
     # -- configuration --------------------------------------------------------------------------
@@ -333,7 +344,7 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
     def adjust_initial_state_from_prompt(self, prompt_token_ids: Sequence[int]) -> None:
         self._prompt_marker = self._prompt_think_marker(prompt_token_ids)
         if not self._stream.out_r and not self._stream.out_c:
-            self._stream = _Splitter(self, self._initial_state())
+            self._stream = _Splitter(self._tables, self._initial_state())
 
     # -- streaming ----------------------------------------------------------------------------
 
@@ -414,7 +425,7 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
             start_at = model_output.find(self.start_token)
             opened = end_at >= 0 and not 0 <= start_at < end_at
             state = _State.REASONING if opened else _State.UNDECIDED
-        s = _Splitter(self, state)
+        s = _Splitter(self._tables, state)
         s.feed_text(model_output)
         s.finish()
         self._thought = s.thought
