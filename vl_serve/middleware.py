@@ -145,16 +145,18 @@ class _ErrorScrub:
     def __call__(self, message: Message) -> Awaitable[None]:
         kind = message["type"]
         if self.held is not None and kind == "http.response.body":
-            return self._feed(message)
+            return _feed_held(self, message)
         if kind == "http.response.start" and _is_json_error(message):
             self.held = _HeldBody(self.send, message, dialect.scrub_error_body)
             return _DONE
         return self.send(message)
 
-    async def _feed(self, message: Message) -> None:
-        assert self.held is not None
-        if await self.held.feed(message):
-            self.held = None
+
+async def _feed_held(owner: _ErrorScrub | _Exchange, message: Message) -> None:
+    """Pass one body message to ``owner.held``; forget it once the whole answer has gone out."""
+    assert owner.held is not None
+    if await owner.held.feed(message):
+        owner.held = None
 
 
 def _decode(body: bytes) -> tuple[Any, bool]:
@@ -392,7 +394,7 @@ class _Exchange:
         kind = message["type"]
         if kind == "http.response.body":
             if self.held is not None:
-                return self._send_held(message)
+                return _feed_held(self, message)
         elif kind == "http.response.start":
             self.started = True
             if message.get("status") == 200:
@@ -407,11 +409,6 @@ class _Exchange:
                 self.held = _HeldBody(self.raw_send, message, dialect.scrub_error_body)
                 return _DONE
         return self.raw_send(message)
-
-    async def _send_held(self, message: Message) -> None:
-        assert self.held is not None
-        if await self.held.feed(message):
-            self.held = None
 
     def _rewrite_whole(self, body: bytes) -> bytes:
         """A non-streaming 200 JSON answer with ``reasoning_content`` added or renamed."""
