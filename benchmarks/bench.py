@@ -428,26 +428,36 @@ def compare(
     return out
 
 
+def _against(per: dict[str, Any], t: dict[str, Any]) -> dict[str, Any]:
+    """Each concurrency's per-pair medians against the throughput and TTFT thresholds ``t``."""
+    return {
+        c: {
+            "throughput_ratio": cmp["throughput_ratio"],
+            "throughput_ratio_ci90": cmp.get("throughput_ratio_ci90"),
+            "throughput_ratio_ok": cmp["throughput_ratio"] >= t["throughput_ratio_min"],
+            "ttft_diff_ms": cmp["ttft_diff_ms"],
+            "ttft_diff_ms_ci90": cmp.get("ttft_diff_ms_ci90"),
+            "ttft_diff_ok": cmp["ttft_diff_ms"] <= t["ttft_diff_ms_max"],
+        }
+        for c, cmp in per.items()
+    }
+
+
+def _all_ok(per_concurrency: dict[str, Any]) -> bool:
+    return all(e["throughput_ratio_ok"] and e["ttft_diff_ok"] for e in per_concurrency.values())
+
+
 def targets(comparisons: dict[str, Any]) -> dict[str, Any]:
-    """Where the figures stand against the project's targets (reported, never asserted)."""
+    """Where the figures stand against the project's targets (reported, never asserted).
+
+    With a second baseline arm (``vllm-b``) the same thresholds are applied to it as well
+    (``calibration``): whether two servers that differ in nothing would pass them."""
     out: dict[str, Any] = {}
     vs = comparisons.get(f"vl-serve/{bs.BASELINE}")
     if vs:
         t = TARGETS["vl-serve"]
-        out["vl-serve"] = {
-            **t,
-            "per_concurrency": {
-                c: {
-                    "throughput_ratio": cmp["throughput_ratio"],
-                    "throughput_ratio_ci90": cmp.get("throughput_ratio_ci90"),
-                    "throughput_ratio_ok": cmp["throughput_ratio"] >= t["throughput_ratio_min"],
-                    "ttft_diff_ms": cmp["ttft_diff_ms"],
-                    "ttft_diff_ms_ci90": cmp.get("ttft_diff_ms_ci90"),
-                    "ttft_diff_ok": cmp["ttft_diff_ms"] <= t["ttft_diff_ms_max"],
-                }
-                for c, cmp in vs.items()
-            },
-        }
+        per = _against(vs, t)
+        out["vl-serve"] = {**t, "per_concurrency": per, "all_ok": _all_ok(per)}
         t = TARGETS["reasoning"]
         at = vs.get(str(t["concurrency"]))
         if at:
@@ -459,7 +469,42 @@ def targets(comparisons: dict[str, Any]) -> dict[str, Any]:
                 "throughput_ratio_ok": at["throughput_ratio"] >= t["throughput_ratio_min"],
                 "tpot_ok": at["tpot_ratio"] <= t["tpot_ratio_max"],
             }
+    aa = comparisons.get(f"{bs.CALIBRATION}/{bs.BASELINE}")
+    if aa:
+        t = {
+            **TARGETS["vl-serve"],
+            "note": f"{bs.CALIBRATION} (the baseline again) vs {bs.BASELINE}: the vl-serve "
+            "thresholds applied to two servers that differ in nothing (A/A)",
+        }
+        per = _against(aa, t)
+        out["calibration"] = {**t, "per_concurrency": per, "all_ok": _all_ok(per)}
     return out
+
+
+def target_lines(result_targets: dict[str, Any]) -> list[str]:
+    """One line per thresholded comparison: where each concurrency stands, then the verdict."""
+    lines = []
+    for name in ("vl-serve", "calibration"):
+        entry = result_targets.get(name)
+        if not entry:
+            continue
+        parts = []
+        for c, e in entry["per_concurrency"].items():
+            missed = [
+                label
+                for label, ok in (
+                    ("throughput", e["throughput_ratio_ok"]),
+                    ("TTFT", e["ttft_diff_ok"]),
+                )
+                if not ok
+            ]
+            parts.append(f"c={c} " + ("ok" if not missed else "missed " + "+".join(missed)))
+        lines.append(
+            f"targets {name} (throughput >= x{entry['throughput_ratio_min']}, TTFT <= "
+            f"+{entry['ttft_diff_ms_max']} ms, every concurrency): {', '.join(parts)} -> "
+            + ("met" if entry["all_ok"] else "NOT met")
+        )
+    return lines
 
 
 def transformers_baseline(args: argparse.Namespace, model_path: str, workdir: Path) -> Any:
@@ -781,6 +826,7 @@ def report(result: dict[str, Any]) -> str:
                 f"API-server CPU/req {num(cmp.get('api_cpu_ms_diff'), '+.2f')} ms "
                 f"(x{num(cmp.get('api_cpu_ratio'), '.3f')})"
             )
+    lines.extend(target_lines(result.get("targets") or {}))
     tf = result.get("transformers_baseline")
     if tf and "request_throughput" in tf:
         lines.append(

@@ -17,6 +17,8 @@ COLORS = {
     "vl-serve": "tab:orange",
     "vllm-qwen3": "tab:green",
     "vllm-qwen3_vl": "tab:purple",
+    "vl-serve-noparser": "tab:brown",
+    "vllm-b": "tab:cyan",
 }
 
 

@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"TTFT {cmp['ttft_diff_ms']:+.1f} ms {_ci(cmp, 'ttft_diff_ms', '+.1f')}  "
                 f"TPOT x{cmp['tpot_ratio']:.3f}"
             )
+    for line in bench.target_lines(pooled["targets"]):
+        print(line)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(bench.dumps(pooled))

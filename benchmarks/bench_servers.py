@@ -5,7 +5,9 @@ Every variant is derived from one vl-serve config:
 - ``vllm``: bare ``vllm serve`` with the argv vl-serve builds for that config, minus
   ``--middleware`` and ``--reasoning-parser``, and the same environment (HF_HUB_OFFLINE=1, ...);
 - ``vl-serve``: ``vl-serve --config`` with ``reasoning.parser: qwen3_vl`` (middleware always on);
-- ``vllm-qwen3``: the bare argv plus vLLM's own ``--reasoning-parser qwen3``.
+- ``vllm-qwen3``: the bare argv plus vLLM's own ``--reasoning-parser qwen3``;
+- ``vllm-b``: the baseline's exact command again, a second arm for an A/A calibration (what
+  the comparison gives for two servers that differ in nothing).
 
 Servers bind 127.0.0.1 on a free port, run in their own process group and are killed as a group.
 """
@@ -56,6 +58,11 @@ VARIANTS: dict[str, Variant] = {
     "vllm-qwen3": Variant(
         "vllm-qwen3", "vllm", "qwen3", "bare vllm serve --reasoning-parser qwen3 (vLLM's parser)"
     ),
+    # Calibration (not in the default set): the baseline again, under another name. Its
+    # comparison with the baseline is what the harness reports when nothing differs (A/A).
+    "vllm-b": Variant(
+        "vllm-b", "vllm", None, "bare vllm serve again: a second baseline arm (A/A calibration)"
+    ),
     # Diagnostic (not in the default set): vl-serve's parser without its middleware.
     "vllm-qwen3_vl": Variant(
         "vllm-qwen3_vl",
@@ -72,6 +79,7 @@ VARIANTS: dict[str, Variant] = {
     ),
 }
 BASELINE = "vllm"
+CALIBRATION = "vllm-b"  # the baseline's second arm
 # How ``Server.cpu_seconds`` measures the API server: rounds record which one was used (results
 # before 2026-11-23 evening have no record: clock ticks).
 API_CPU_CLOCK = "process-cputime-ns"

@@ -120,6 +120,49 @@ def test_pool_also_compares_two_non_baseline_variants_pair_by_pair() -> None:
         bench_pool.pool([one], also=["vl-serve/sglang"])
 
 
+@pytest.mark.parametrize(
+    ("ours", "second", "vl_serve_ok", "calibration_ok", "line"),
+    [
+        # vl-serve 1% slower and 1 ms later: within both thresholds; the A/A arm 3% slower
+        ([19.8] * 3, [19.4] * 3, True, False, "c=16 missed throughput -> NOT met"),
+        # vl-serve 3 ms later; the A/A arm identical to the baseline
+        ([20.0] * 3, [20.0] * 3, False, True, "c=16 ok -> met"),
+    ],
+    ids=["vl-serve-met-aa-missed", "vl-serve-missed-aa-met"],
+)
+def test_targets_apply_the_same_thresholds_to_the_calibration_arm(
+    ours: list[float], second: list[float], vl_serve_ok: bool, calibration_ok: bool, line: str
+) -> None:
+    ttft_ours = [101.0] * 3 if vl_serve_ok else [103.0] * 3
+    all_rounds = (
+        rounds("vllm", [20.0] * 3, [100.0] * 3, 10.0)
+        + rounds("vl-serve", ours, ttft_ours, 10.0)
+        + rounds("vllm-b", second, [100.0] * 3, 10.0)
+    )
+    comparisons = {
+        f"{v}/vllm": bench.compare(all_rounds, v, "vllm", [16]) for v in ("vl-serve", "vllm-b")
+    }
+    out = bench.targets(comparisons)
+    assert out["vl-serve"]["all_ok"] is vl_serve_ok
+    assert out["calibration"]["all_ok"] is calibration_ok
+    assert out["calibration"]["throughput_ratio_min"] == out["vl-serve"]["throughput_ratio_min"]
+    lines = bench.target_lines(out)
+    assert [x.split(" ")[1] for x in lines] == ["vl-serve", "calibration"]
+    assert lines[1].endswith(line)
+    # without a second baseline arm there is no calibration entry
+    assert "calibration" not in bench.targets({"vl-serve/vllm": comparisons["vl-serve/vllm"]})
+
+
+def test_the_calibration_arm_runs_the_baselines_command(tmp_path: Path) -> None:
+    import bench_servers as bs
+
+    names = [bs.BASELINE, bs.CALIBRATION, "vl-serve"]
+    plans = bs.plan_variants(names, bs.DEFAULT_CONFIG, tmp_path, vl_serve_parser="qwen3_vl")
+    base, second = plans[bs.BASELINE], plans[bs.CALIBRATION]
+    assert (second.command, second.env) == (base.command, base.env)
+    assert second.command != plans["vl-serve"].command
+
+
 def test_pool_refuses_runs_with_other_settings() -> None:
     import bench_pool
 
