@@ -428,6 +428,20 @@ def compare(
     return out
 
 
+def compare_all(
+    rounds: list[dict[str, Any]], variants: list[str], base: str, concs: list[int]
+) -> dict[str, Any]:
+    """Every variant against ``base``; with a second baseline arm also ``base`` against it (which
+    of two identical arms is called the baseline is arbitrary); vl-serve against vLLM's own
+    parser when both ran."""
+    out = {f"{v}/{base}": compare(rounds, v, base, concs) for v in variants if v != base}
+    if base == bs.BASELINE and bs.CALIBRATION in variants:
+        out[f"{base}/{bs.CALIBRATION}"] = compare(rounds, base, bs.CALIBRATION, concs)
+    if "vl-serve" in variants and "vllm-qwen3" in variants:
+        out["vl-serve/vllm-qwen3"] = compare(rounds, "vl-serve", "vllm-qwen3", concs)
+    return out
+
+
 def _against(per: dict[str, Any], t: dict[str, Any]) -> dict[str, Any]:
     """Each concurrency's per-pair medians against the throughput and TTFT thresholds ``t``."""
     return {
@@ -450,8 +464,9 @@ def _all_ok(per_concurrency: dict[str, Any]) -> bool:
 def targets(comparisons: dict[str, Any]) -> dict[str, Any]:
     """Where the figures stand against the project's targets (reported, never asserted).
 
-    With a second baseline arm (``vllm-b``) the same thresholds are applied to it as well
-    (``calibration``): whether two servers that differ in nothing would pass them."""
+    With a second baseline arm (``vllm-b``) the same thresholds are applied to it as well, both
+    ways round (``calibration``, ``calibration-swapped``): whether two servers that differ in
+    nothing would pass them."""
     out: dict[str, Any] = {}
     vs = comparisons.get(f"vl-serve/{bs.BASELINE}")
     if vs:
@@ -469,22 +484,26 @@ def targets(comparisons: dict[str, Any]) -> dict[str, Any]:
                 "throughput_ratio_ok": at["throughput_ratio"] >= t["throughput_ratio_min"],
                 "tpot_ok": at["tpot_ratio"] <= t["tpot_ratio_max"],
             }
-    aa = comparisons.get(f"{bs.CALIBRATION}/{bs.BASELINE}")
-    if aa:
-        t = {
-            **TARGETS["vl-serve"],
-            "note": f"{bs.CALIBRATION} (the baseline again) vs {bs.BASELINE}: the vl-serve "
-            "thresholds applied to two servers that differ in nothing (A/A)",
-        }
-        per = _against(aa, t)
-        out["calibration"] = {**t, "per_concurrency": per, "all_ok": _all_ok(per)}
+    for key, name, note in (
+        (f"{bs.CALIBRATION}/{bs.BASELINE}", "calibration", "the baseline again"),
+        (f"{bs.BASELINE}/{bs.CALIBRATION}", "calibration-swapped", "the same arms swapped"),
+    ):
+        aa = comparisons.get(key)
+        if aa:
+            t = {
+                **TARGETS["vl-serve"],
+                "note": f"{key} ({note}): the vl-serve thresholds applied to two servers that "
+                "differ in nothing (A/A)",
+            }
+            per = _against(aa, t)
+            out[name] = {**t, "per_concurrency": per, "all_ok": _all_ok(per)}
     return out
 
 
 def target_lines(result_targets: dict[str, Any]) -> list[str]:
     """One line per thresholded comparison: where each concurrency stands, then the verdict."""
     lines = []
-    for name in ("vl-serve", "calibration"):
+    for name in ("vl-serve", "calibration", "calibration-swapped"):
         entry = result_targets.get(name)
         if not entry:
             continue
@@ -699,15 +718,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             measure(server, rep, conc)
                         pool.stop(server)
 
-        comparisons: dict[str, Any] = {}
         base = bs.BASELINE if bs.BASELINE in args.variants else args.variants[0]
-        for v in args.variants:
-            if v != base:
-                comparisons[f"{v}/{base}"] = compare(rounds, v, base, args.concurrency)
-        if "vl-serve" in args.variants and "vllm-qwen3" in args.variants:
-            comparisons["vl-serve/vllm-qwen3"] = compare(
-                rounds, "vl-serve", "vllm-qwen3", args.concurrency
-            )
+        comparisons = compare_all(rounds, args.variants, base, args.concurrency)
         summary = summarize(rounds, args.variants, args.concurrency)
         env["loadavg_end"] = list(os.getloadavg())
         result: dict[str, Any] = {

@@ -8,8 +8,10 @@ interval, targets).
     python benchmarks/bench_pool.py RESULT.json RESULT.json ... [--out POOLED.json]
         [--also VARIANT/REFERENCE ...]
 
-``--also vl-serve/vllm-qwen3`` adds a comparison of two variants of the same runs, paired the
-same way (reported under ``extra_comparisons``, never a target).
+``--also vl-serve/vllm-b`` adds a comparison of two variants of the same runs, paired the same
+way (reported under ``extra_comparisons``, never a target). The comparisons a single run makes
+(``bench.compare_all``: every variant against the baseline, the baseline against its second arm,
+vl-serve against ``vllm-qwen3``) are made anyway.
 """
 
 from __future__ import annotations
@@ -70,9 +72,7 @@ def pool(results: list[dict[str, Any]], also: list[str] | None = None) -> dict[s
         offset += max(reps, default=-1) + 1
     variants, concs = first["variants"], first["concurrency"]
     base = first["baseline"] or bs.BASELINE
-    comparisons = {
-        f"{v}/{base}": bench.compare(rounds, v, base, concs) for v in variants if v != base
-    }
+    comparisons = bench.compare_all(rounds, variants, base, concs)
     extra = {}
     for name in also or []:
         variant, _, reference = name.partition("/")
@@ -117,8 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--also", action="append", default=[], metavar="VARIANT/REFERENCE")
     args = ap.parse_args(argv)
+    results = []
+    for path in args.results:
+        try:
+            results.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:  # missing, unreadable, not JSON
+            print(f"bench_pool: {path}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+            return 2
     try:
-        pooled = pool([json.loads(p.read_text()) for p in args.results], args.also)
+        pooled = pool(results, args.also)
     except ValueError as exc:  # runs that cannot be pooled, an --also that names no variant
         print(f"bench_pool: {exc}", file=sys.stderr)
         return 2

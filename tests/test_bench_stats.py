@@ -121,17 +121,24 @@ def test_pool_also_compares_two_non_baseline_variants_pair_by_pair() -> None:
 
 
 @pytest.mark.parametrize(
-    ("ours", "second", "vl_serve_ok", "calibration_ok", "line"),
+    ("ours", "second", "vl_serve_ok", "calibration_ok", "swapped_ok", "line"),
     [
         # vl-serve 1% slower and 1 ms later: within both thresholds; the A/A arm 3% slower
-        ([19.8] * 3, [19.4] * 3, True, False, "c=16 missed throughput -> NOT met"),
+        ([19.8] * 3, [19.4] * 3, True, False, True, "c=16 missed throughput -> NOT met"),
         # vl-serve 3 ms later; the A/A arm identical to the baseline
-        ([20.0] * 3, [20.0] * 3, False, True, "c=16 ok -> met"),
+        ([20.0] * 3, [20.0] * 3, False, True, True, "c=16 ok -> met"),
+        # the A/A arm 3% faster: it passes, the baseline measured against it does not
+        ([20.0] * 3, [20.6] * 3, False, True, False, "c=16 ok -> met"),
     ],
-    ids=["vl-serve-met-aa-missed", "vl-serve-missed-aa-met"],
+    ids=["vl-serve-met-aa-slower", "vl-serve-missed-aa-equal", "aa-faster"],
 )
-def test_targets_apply_the_same_thresholds_to_the_calibration_arm(
-    ours: list[float], second: list[float], vl_serve_ok: bool, calibration_ok: bool, line: str
+def test_targets_apply_the_same_thresholds_to_the_calibration_arm_both_ways(
+    ours: list[float],
+    second: list[float],
+    vl_serve_ok: bool,
+    calibration_ok: bool,
+    swapped_ok: bool,
+    line: str,
 ) -> None:
     ttft_ours = [101.0] * 3 if vl_serve_ok else [103.0] * 3
     all_rounds = (
@@ -139,15 +146,15 @@ def test_targets_apply_the_same_thresholds_to_the_calibration_arm(
         + rounds("vl-serve", ours, ttft_ours, 10.0)
         + rounds("vllm-b", second, [100.0] * 3, 10.0)
     )
-    comparisons = {
-        f"{v}/vllm": bench.compare(all_rounds, v, "vllm", [16]) for v in ("vl-serve", "vllm-b")
-    }
+    comparisons = bench.compare_all(all_rounds, ["vllm", "vl-serve", "vllm-b"], "vllm", [16])
+    assert sorted(comparisons) == ["vl-serve/vllm", "vllm-b/vllm", "vllm/vllm-b"]
     out = bench.targets(comparisons)
     assert out["vl-serve"]["all_ok"] is vl_serve_ok
     assert out["calibration"]["all_ok"] is calibration_ok
+    assert out["calibration-swapped"]["all_ok"] is swapped_ok
     assert out["calibration"]["throughput_ratio_min"] == out["vl-serve"]["throughput_ratio_min"]
     lines = bench.target_lines(out)
-    assert [x.split(" ")[1] for x in lines] == ["vl-serve", "calibration"]
+    assert [x.split(" ")[1] for x in lines] == ["vl-serve", "calibration", "calibration-swapped"]
     assert lines[1].endswith(line)
     # without a second baseline arm there is no calibration entry
     assert "calibration" not in bench.targets({"vl-serve/vllm": comparisons["vl-serve/vllm"]})
@@ -189,8 +196,17 @@ def test_pool_main_prints_with_too_few_pairs(
     assert "different commits" in out.err
 
 
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--also", "vl-serve/sglang"], "--also vl-serve/sglang: both must be variants"),
+        (["{tmp}/missing.json"], "{tmp}/missing.json: No such file or directory"),
+        (["{tmp}/broken.json"], "{tmp}/broken.json: Expecting value"),
+    ],
+    ids=["unknown-variant", "missing-file", "not-json"],
+)
 def test_pool_main_says_what_cannot_be_pooled_without_a_traceback(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    extra: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import json
 
@@ -198,10 +214,12 @@ def test_pool_main_says_what_cannot_be_pooled_without_a_traceback(
 
     path = tmp_path / "r.json"
     path.write_text(json.dumps(result([20.0], [19.0])))
-    assert bench_pool.main([str(path), "--also", "vl-serve/sglang"]) == 2
+    (tmp_path / "broken.json").write_text("not json")
+    argv = [str(path)] + [a.format(tmp=tmp_path) for a in extra]
+    assert bench_pool.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("bench_pool: --also vl-serve/sglang: both must be variants")
-    assert "Traceback" not in err
+    assert err.startswith("bench_pool: " + says.format(tmp=tmp_path))
+    assert "Traceback" not in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize(
