@@ -4,8 +4,8 @@ Every measured round is one `vllm bench serve` run (openai-chat backend, random-
 one image per request, fixed input/output lengths, --ignore-eos). vLLM's benchmark module is
 imported once and its `main()` called per round with the argv `vllm bench serve` would get
 (importing vLLM costs ~15 s per process on 2 cores; the argv is saved with each round, so any
-round can be re-run with the CLI). Rounds alternate between the variants, rotating their order,
-over several repetitions; each server gets one unmeasured warm-up round after it starts.
+round can be re-run with the CLI). Rounds alternate between the variants in a shuffled, balanced
+order over several repetitions; each server gets one unmeasured warm-up round after it starts.
 
     .venv/bin/python benchmarks/bench.py            # full CPU comparison (make bench)
     .venv/bin/python benchmarks/bench.py --smoke    # seconds-to-a-minute harness check
@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import datetime as dt
 import gc
+import itertools
 import json
 import os
 import platform
@@ -70,6 +71,9 @@ SUMMARY_FIELDS = (
     "engine_cpu_ms_per_req",
     "client_cpu_ms_per_req",
 )
+# How rounds are ordered (``round_orders``); results before session 10's harness have none:
+# the order rotated by ``(rep + concurrency index) % variants``.
+ORDER_DESIGN = "balanced-shuffle"
 TARGETS = {
     "vl-serve": {
         "throughput_ratio_min": 0.98,
@@ -159,6 +163,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds for the whole run (resident schedule): no repetition starts that the "
         "last one's length says would end past it; the result says how many ran",
     )
+    p.add_argument(
+        "--order-seed",
+        type=int,
+        help="seed of the shuffled, balanced round order (default: a fresh one, recorded)",
+    )
     p.add_argument("--keep-workdir", action="store_true", help="keep raw results and logs")
     p.add_argument("--history", action="store_true", help="also write a timestamped JSON copy")
     args = p.parse_args(argv)
@@ -176,6 +185,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.order_seed is None:
+        args.order_seed = random.SystemRandom().randrange(2**32)
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in args.variants if v not in bs.VARIANTS]
     if unknown or not args.variants:
@@ -186,6 +197,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if missing:
         p.error(f"--prompts gives no count for concurrency {missing}")
     return args
+
+
+def round_orders(
+    variants: list[str], reps: int, n_concurrency: int, seed: int
+) -> list[list[list[str]]]:
+    """``[concurrency index][rep]``: the order in which the variants are measured.
+
+    Per concurrency, every ordering of the variants is used equally often (whole sets of them,
+    then distinct ones drawn for the remainder), shuffled with ``seed``: each variant is measured
+    equally often in each position and after each other variant (exactly so when the
+    repetitions are a multiple of the number of orderings: 2 for two variants, 6 for three),
+    and the order does not depend on the server instance (``rep % instances``). A rotation ``(rep + i) % n`` is not: with as
+    many instances as variants it measured each instance at the same place in the order, and
+    each variant always right after the same other one.
+    """
+    rng = random.Random(seed)
+    perms = [list(p) for p in itertools.permutations(variants)]
+    out = []
+    for _ in range(n_concurrency):
+        whole, rest = divmod(reps, len(perms))
+        seq = perms * whole + rng.sample(perms, rest)
+        rng.shuffle(seq)
+        out.append(seq)
+    return out
 
 
 # --------------------------------------------------------------------------- environment
@@ -682,9 +717,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 measure(s, 0, max(args.concurrency), warmup=True)
             return servers
 
+        orders = round_orders(args.variants, args.reps, len(args.concurrency), args.order_seed)
+
         def order(rep: int, i: int) -> list[str]:
-            k = (rep + i) % len(args.variants)
-            return args.variants[k:] + args.variants[:k]
+            return orders[i][rep]
 
         with bs.ServerPool(workdir) as pool:
             if args.schedule == "resident":
@@ -737,6 +773,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "reps_run": len({r["rep"] for r in rounds}),
                 "time_budget_s": args.time_budget,
                 "schedule": args.schedule,
+                "order": ORDER_DESIGN,
+                "order_seed": args.order_seed,
                 "cpu_layout": (
                     {
                         "api_server_and_client_cpus": sorted(layout[0]),

@@ -43,6 +43,7 @@ def pool(results: list[dict[str, Any]], also: list[str] | None = None) -> dict[s
         "image",
         "schedule",
         "cpu_layout",
+        "order",  # rotated (no record) or shuffled: not pooled together
     )
     first = {k: results[0]["settings"].get(k) for k in keys}
     commits = {

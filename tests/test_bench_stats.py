@@ -170,6 +170,38 @@ def test_the_calibration_arm_runs_the_baselines_command(tmp_path: Path) -> None:
     assert second.command != plans["vl-serve"].command
 
 
+@pytest.mark.parametrize(
+    ("variants", "reps", "per_position"),
+    [
+        (["vllm", "vl-serve", "vllm-b"], 12, 4),  # two whole sets of the six orderings
+        (["vllm", "vl-serve"], 5, None),  # two whole sets and one drawn ordering
+        (["vl-serve"], 1, 1),  # smoke
+    ],
+    ids=["three-variants", "two-variants-odd", "one-variant"],
+)
+def test_round_orders_are_balanced_shuffled_and_repeatable(
+    variants: list[str], reps: int, per_position: int | None
+) -> None:
+    orders = bench.round_orders(variants, reps, 4, seed=11)
+    assert orders == bench.round_orders(variants, reps, 4, seed=11)
+    assert len(orders) == 4 and all(len(per_conc) == reps for per_conc in orders)
+    for per_conc in orders:
+        assert all(sorted(o) == sorted(variants) for o in per_conc)
+        for position in range(len(variants)):
+            counts = [sum(o[position] == v for o in per_conc) for v in variants]
+            if per_position is not None:
+                assert counts == [per_position] * len(variants)
+            else:
+                assert max(counts) - min(counts) <= 1
+    if len(variants) == 3:
+        # not the old rotation: within a concurrency, an instance (rep % 3) is not pinned to
+        # one place in the order, and the orders differ between concurrencies
+        first = [o[0] for o in orders[0]]
+        assert any(len({first[r] for r in range(j, reps, 3)}) > 1 for j in range(3))
+        assert orders[0] != orders[1]
+        assert orders != bench.round_orders(variants, reps, 4, seed=12)
+
+
 def test_pool_refuses_runs_with_other_settings() -> None:
     import bench_pool
 
