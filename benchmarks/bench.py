@@ -208,9 +208,9 @@ def round_orders(
     then distinct ones drawn for the remainder), shuffled with ``seed``: each variant is measured
     equally often in each position and after each other variant (exactly so when the
     repetitions are a multiple of the number of orderings: 2 for two variants, 6 for three),
-    and the order does not depend on the server instance (``rep % instances``). A rotation ``(rep + i) % n`` is not: with as
-    many instances as variants it measured each instance at the same place in the order, and
-    each variant always right after the same other one.
+    and the order does not depend on the server instance (``rep % instances``). A rotation
+    ``(rep + i) % n`` does not do that: with as many instances as variants it measured each
+    instance at the same place in the order, and each variant right after the same other one.
     """
     rng = random.Random(seed)
     perms = [list(p) for p in itertools.permutations(variants)]
