@@ -1,6 +1,8 @@
-"""The statistics `make bench` reports: per-pair comparisons and their bootstrap intervals.
+"""The statistics `make bench` reports (per-pair comparisons, bootstrap intervals, targets,
+round order, pooling) and how its variants are planned.
 
-Pure functions over hand-written rounds; no server, no timing.
+Pure functions over hand-written rounds, plus the variant plans built from the tiny config; no
+server, no timing.
 """
 
 from __future__ import annotations
