@@ -120,10 +120,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup-prompts", type=int, help="unmeasured round after each server start")
     p.add_argument(
         "--schedule",
-        choices=("resident", "restart"),
+        choices=("resident", "cohorts", "restart"),
         default="resident",
-        help="resident: start every variant once, alternate rounds per concurrency; "
-        "restart: one server at a time, restarted for every repetition",
+        help="resident: start every variant once (--instances each), alternate rounds per "
+        "concurrency; cohorts: one server per variant at a time, all replaced by fresh ones "
+        "every --cohort-reps repetitions; restart: one server at a time, restarted for every "
+        "repetition",
+    )
+    p.add_argument(
+        "--cohort-reps",
+        type=int,
+        default=2,
+        help="cohorts schedule: repetitions measured on each set of servers",
     )
     p.add_argument("--input-len", type=int, default=64)
     p.add_argument("--output-len", type=int, default=64)
@@ -185,6 +193,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.cohort_reps < 1:
+        p.error("--cohort-reps must be at least 1")
     if args.order_seed is None:
         args.order_seed = random.SystemRandom().randrange(2**32)
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -411,6 +421,24 @@ def bootstrap_ci(values: list[float], level: float = 0.90, n: int = 2000) -> lis
     return [medians[lo], medians[n - 1 - lo]]
 
 
+def cluster_bootstrap_ci(
+    clusters: list[list[float]], level: float = 0.90, n: int = 2000
+) -> list[float] | None:
+    """Percentile-bootstrap interval of the median of all values, resampling whole clusters
+    (the pairs measured on the same servers) instead of single pairs: pairs that share a server
+    share its lasting speed, so they are not independent draws. None below 5 clusters (too few
+    to resample)."""
+    if len(clusters) < 5:
+        return None
+    rng = random.Random(0)
+    medians = sorted(
+        statistics.median([v for c in rng.choices(clusters, k=len(clusters)) for v in c])
+        for _ in range(n)
+    )
+    lo = int(n * (1 - level) / 2)
+    return [medians[lo], medians[n - 1 - lo]]
+
+
 def compare(
     rounds: list[dict[str, Any]], variant: str, base: str, concs: list[int]
 ) -> dict[str, Any]:
@@ -434,6 +462,10 @@ def compare(
                 continue
             pair = {
                 "rep": r["rep"],
+                # the two servers this pair was measured on (results before session 11: none)
+                "servers": (
+                    [r["instance"], b["instance"]] if "instance" in r and "instance" in b else None
+                ),
                 "throughput_ratio": r["request_throughput"] / b["request_throughput"],
                 "ttft_diff_ms": r["median_ttft_ms"] - b["median_ttft_ms"],
                 "tpot_ratio": r["median_tpot_ms"] / b["median_tpot_ms"],
@@ -456,8 +488,18 @@ def compare(
                     "engine_cpu_ratio",
                 )
             }
+            by_servers: dict[str, list[dict[str, Any]]] = {}
+            for p in pairs:
+                if p["servers"] is not None:
+                    by_servers.setdefault(str(p["servers"]), []).append(p)
+            clustered = all(p["servers"] is not None for p in pairs)
             for f in ("throughput_ratio", "ttft_diff_ms"):
                 entry[f + "_ci90"] = bootstrap_ci([p[f] for p in pairs])
+                if clustered:
+                    entry[f + "_ci90_by_servers"] = cluster_bootstrap_ci(
+                        [[p[f] for p in ps] for ps in by_servers.values()]
+                    )
+            entry["server_pairs"] = len(by_servers) if clustered else None
             entry["pairs"] = pairs
             out[str(c)] = entry
     return out
@@ -483,9 +525,11 @@ def _against(per: dict[str, Any], t: dict[str, Any]) -> dict[str, Any]:
         c: {
             "throughput_ratio": cmp["throughput_ratio"],
             "throughput_ratio_ci90": cmp.get("throughput_ratio_ci90"),
+            "throughput_ratio_ci90_by_servers": cmp.get("throughput_ratio_ci90_by_servers"),
             "throughput_ratio_ok": cmp["throughput_ratio"] >= t["throughput_ratio_min"],
             "ttft_diff_ms": cmp["ttft_diff_ms"],
             "ttft_diff_ms_ci90": cmp.get("ttft_diff_ms_ci90"),
+            "ttft_diff_ms_ci90_by_servers": cmp.get("ttft_diff_ms_ci90_by_servers"),
             "ttft_diff_ok": cmp["ttft_diff_ms"] <= t["ttft_diff_ms_max"],
         }
         for c, cmp in per.items()
@@ -637,6 +681,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         starts: dict[str, list[float]] = {v: [] for v in args.variants}
         client_log = workdir / "client.log"
         example_argv: list[str] = []  # the first measured round's `vllm bench serve` argv
+        started = dict.fromkeys(args.variants, 0)  # servers started so far, per variant
 
         def measure(server: bs.Server, rep: int, conc: int, warmup: bool = False) -> None:
             name = server.plan.variant.name
@@ -688,6 +733,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "concurrency": conc,
                     "num_prompts": n,
                     "seed": seed,
+                    "instance": server.instance,
                     **{f: res.get(f) for f in ROUND_FIELDS},
                     **cpu_ms,
                     "api_cpu_clock": server.api_cpu_clock,
@@ -699,6 +745,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         def start(pool: bs.ServerPool, names: list[str], instances: int = 1) -> list[bs.Server]:
             nonlocal tf
             servers = [pool.start(plans[n]) for _ in range(instances) for n in names]
+            for s in servers:  # which server of its variant (in start order) this is
+                s.instance = started[s.plan.variant.name]
+                started[s.plan.variant.name] += 1
             if not clients:  # importing vLLM's benchmark overlaps the servers' start-up
                 clients.append(BenchClient())
                 if args.smoke:  # its figure does not matter here: overlap it too
@@ -723,11 +772,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             return orders[i][rep]
 
         with bs.ServerPool(workdir) as pool:
-            if args.schedule == "resident":
-                print(f"starting {', '.join(args.variants)} ...")
-                by_name: dict[str, list[bs.Server]] = {}
-                for s in start(pool, args.variants, args.instances):
-                    by_name.setdefault(s.plan.variant.name, []).append(s)
+            if args.schedule in ("resident", "cohorts"):
+                # resident: one cohort of --instances servers per variant for every repetition;
+                # cohorts: one server per variant, replaced every --cohort-reps repetitions.
+                per, instances = (
+                    (args.reps, args.instances)
+                    if args.schedule == "resident"
+                    else (args.cohort_reps, 1)
+                )
                 rep_s = 0.0
                 for rep in range(args.reps):
                     left = (
@@ -740,10 +792,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         )
                         print("note:", notes[-1])
                         break
+                    if rep % per == 0:
+                        for s in pool.servers[:]:  # the next cohort runs with nothing beside it
+                            pool.stop(s)
+                        last = min(rep + per, args.reps)
+                        which = f" (repetitions {rep + 1}-{last})" if per < args.reps else ""
+                        print(f"starting {', '.join(args.variants)}{which} ...")
+                        by_name: dict[str, list[bs.Server]] = {}
+                        for s in start(pool, args.variants, instances):
+                            by_name.setdefault(s.plan.variant.name, []).append(s)
                     t_rep = time.monotonic()
                     for i, conc in enumerate(args.concurrency):
                         for name in order(rep, i):
-                            measure(by_name[name][rep % args.instances], rep, conc)
+                            measure(by_name[name][rep % instances], rep, conc)
                     rep_s = time.monotonic() - t_rep
             else:
                 for rep in range(args.reps):
@@ -786,7 +847,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "warmup_prompts": args.warmup_prompts,
                 "wake_requests": args.wake_requests,
                 "api_cpu_clock": cpu_clock(rounds),
-                "instances_per_variant": args.instances if args.schedule == "resident" else 1,
+                "cohort_reps": args.cohort_reps if args.schedule == "cohorts" else None,
+                # servers of each variant measured over the run (each one for a stretch of it)
+                "instances_per_variant": (
+                    args.instances if args.schedule == "resident" else max(started.values())
+                ),
                 "input_len": args.input_len,
                 "output_len": args.output_len,
                 "image": f"{args.image_size}x{args.image_size}, 1 per request (random-mm)",
@@ -840,6 +905,17 @@ def transformers_ratio(summary: dict[str, Any], tf: Any) -> dict[str, Any] | Non
 # --------------------------------------------------------------------------- output
 
 
+def ci_text(cmp: dict[str, Any], field: str, fmt: str) -> str:
+    """`` [lo, hi]`` of the pair bootstrap, ``; [lo, hi]`` of the server-pair one where there is
+    one (empty when neither could be computed)."""
+    parts = []
+    for key in (field + "_ci90", field + "_ci90_by_servers"):
+        ci = cmp.get(key)
+        if ci:
+            parts.append(f"{ci[0]:{fmt}}, {ci[1]:{fmt}}")
+    return f" [{'; '.join(parts)}]" if parts else ""
+
+
 def report(result: dict[str, Any]) -> str:
     lines = []
     s = result["settings"]
@@ -866,13 +942,13 @@ def report(result: dict[str, Any]) -> str:
                 f" {num(e.get('engine_cpu_ms_per_req'), '.2f'):>7}"
             )
     for key, per in result["comparisons"].items():
-        lines.append(f"{key}: median of per-pair figures")
+        lines.append(f"{key}: median of per-pair figures [90% interval; by server pairs]")
         for c, cmp in per.items():
-            ci = cmp.get("throughput_ratio_ci90")
-            ci_text = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
             lines.append(
-                f"  c={c:<3} throughput x{cmp['throughput_ratio']:.3f}{ci_text}  "
-                f"TTFT {cmp['ttft_diff_ms']:+.1f} ms  TPOT x{cmp['tpot_ratio']:.3f}  "
+                f"  c={c:<3} throughput x{cmp['throughput_ratio']:.3f}"
+                f"{ci_text(cmp, 'throughput_ratio', '.3f')}  "
+                f"TTFT {cmp['ttft_diff_ms']:+.1f} ms{ci_text(cmp, 'ttft_diff_ms', '+.1f')}  "
+                f"TPOT x{cmp['tpot_ratio']:.3f}  "
                 f"API-server CPU/req {num(cmp.get('api_cpu_ms_diff'), '+.2f')} ms "
                 f"(x{num(cmp.get('api_cpu_ratio'), '.3f')})"
             )

@@ -44,6 +44,7 @@ def pool(results: list[dict[str, Any]], also: list[str] | None = None) -> dict[s
         "schedule",
         "cpu_layout",
         "order",  # rotated (no record) or shuffled: not pooled together
+        "cohort_reps",
     )
     first = {k: results[0]["settings"].get(k) for k in keys}
     commits = {
@@ -66,11 +67,15 @@ def pool(results: list[dict[str, Any]], also: list[str] | None = None) -> dict[s
             file=sys.stderr,
         )
     rounds: list[dict[str, Any]] = []
-    offset = 0
+    offset = servers = 0
     for res in results:
         reps = [r["rep"] for r in res["rounds"]]
-        rounds += [{**r, "rep": r["rep"] + offset} for r in res["rounds"]]
+        for r in res["rounds"]:
+            rounds.append({**r, "rep": r["rep"] + offset})
+            if "instance" in r:  # another run's servers are other servers
+                rounds[-1]["instance"] = r["instance"] + servers
         offset += max(reps, default=-1) + 1
+        servers += max((r.get("instance", 0) for r in res["rounds"]), default=0) + 1
     variants, concs = first["variants"], first["concurrency"]
     base = first["baseline"] or bs.BASELINE
     comparisons = bench.compare_all(rounds, variants, base, concs)
@@ -108,8 +113,7 @@ def pool(results: list[dict[str, Any]], also: list[str] | None = None) -> dict[s
 
 
 def _ci(cmp: dict[str, Any], field: str, fmt: str) -> str:
-    ci = cmp.get(field + "_ci90")
-    return f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]" if ci else "[too few pairs]"
+    return bench.ci_text(cmp, field, fmt).strip() or "[too few pairs]"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,10 +136,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     shown = {**pooled["comparisons"], **pooled["extra_comparisons"]}
     for name, per_conc in shown.items():
-        print(f"{name}: median of per-pair figures, {len(args.results)} runs pooled")
+        print(
+            f"{name}: median of per-pair figures [90% interval; by server pairs], "
+            f"{len(args.results)} runs pooled"
+        )
         for c, cmp in per_conc.items():
+            servers = cmp.get("server_pairs")
             print(
-                f"  c={c:<3} pairs {len(cmp['pairs']):>2}  "
+                f"  c={c:<3} pairs {len(cmp['pairs']):>2}"
+                f"{f' on {servers} server pairs' if servers else ''}  "
                 f"throughput x{cmp['throughput_ratio']:.3f} {_ci(cmp, 'throughput_ratio', '.3f')}  "
                 f"TTFT {cmp['ttft_diff_ms']:+.1f} ms {_ci(cmp, 'ttft_diff_ms', '+.1f')}  "
                 f"TPOT x{cmp['tpot_ratio']:.3f}"

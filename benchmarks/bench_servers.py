@@ -250,6 +250,7 @@ class Server:
 
     def __init__(self, plan: Plan, workdir: Path) -> None:
         self.plan = plan
+        self.instance = 0  # which server of its variant in a run (bench.py numbers them)
         self.port = free_port()
         self.base_url = f"http://{HOST}:{self.port}"
         self.log_path = workdir / f"{plan.variant.name}-{self.port}.log"

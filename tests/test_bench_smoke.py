@@ -19,8 +19,10 @@ pytestmark = pytest.mark.e2e
 
 
 def test_bench_smoke_writes_a_sane_result(tmp_path: Path) -> None:
+    # Two cohorts of one repetition: the schedule that replaces every server between cohorts.
+    cohorts = ["--schedule", "cohorts", "--reps", "2", "--cohort-reps", "1"]
     proc = subprocess.run(
-        [sys.executable, "benchmarks/bench.py", "--smoke", "--out", str(tmp_path)],
+        [sys.executable, "benchmarks/bench.py", "--smoke", *cohorts, "--out", str(tmp_path)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -36,7 +38,15 @@ def test_bench_smoke_writes_a_sane_result(tmp_path: Path) -> None:
     (conc,) = settings["concurrency"]
     prompts = settings["prompts"][str(conc)]
 
-    (round_,) = result["rounds"]
+    assert settings["schedule"] == "cohorts" and settings["cohort_reps"] == 1
+    assert settings["reps_run"] == settings["instances_per_variant"] == 2
+    first, round_ = result["rounds"]
+    # each repetition was measured on a server of its own, started after the last one stopped
+    assert [first["rep"], round_["rep"]] == [0, 1]
+    assert [first["instance"], round_["instance"]] == [0, 1]
+    assert len(result["variants"]["vl-serve"]["startup_s"]) == 2
+    assert "starting vl-serve (repetitions 1-1)" in proc.stdout
+    assert "starting vl-serve (repetitions 2-2)" in proc.stdout
     assert round_["variant"] == "vl-serve"
     assert round_["concurrency"] == conc
     assert round_["completed"] == prompts == round_["num_prompts"]
@@ -53,8 +63,8 @@ def test_bench_smoke_writes_a_sane_result(tmp_path: Path) -> None:
     assert round_["api_cpu_clock"] == settings["api_cpu_clock"] == "process-cputime-ns"
 
     summary = result["summary"]["vl-serve"][str(conc)]
-    assert summary["completed"] == prompts
-    assert summary["request_throughput"] == round_["request_throughput"]
+    assert summary["completed"] == 2 * prompts
+    assert summary["rounds"] == 2
 
     env = result["environment"]
     assert env["vllm"] and env["cpu_model"] and env["cpu_count"]

@@ -81,6 +81,59 @@ def test_compare_skips_unpaired_rounds() -> None:
     assert out["throughput_ratio_ci90"] is None
 
 
+def on_servers(rs: list[dict], per: int) -> list[dict]:
+    """The rounds as the cohorts schedule numbers them: ``per`` repetitions per server."""
+    return [{**r, "instance": r["rep"] // per} for r in rs]
+
+
+def test_cluster_bootstrap_needs_five_clusters_and_is_repeatable() -> None:
+    assert bench.cluster_bootstrap_ci([[1.0, 1.1]] * 4) is None
+    clusters = [[0.9, 0.91], [0.95, 0.96], [1.0, 1.0], [1.0, 1.01], [1.05, 1.04], [1.1, 1.1]]
+    lo, hi = bench.cluster_bootstrap_ci(clusters) or (None, None)
+    assert lo is not None and hi is not None
+    assert 0.9 <= lo <= 1.0 <= hi <= 1.1
+    assert bench.cluster_bootstrap_ci(clusters) == [lo, hi]
+
+
+def test_compare_resamples_server_pairs_when_pairs_share_servers() -> None:
+    # Six server pairs, each measured four times: within a pair the ratio hardly moves, between
+    # pairs it does (one server is lastingly faster than another). Bootstrapping the 24 pairs as
+    # if independent gives a narrower interval than resampling the six server pairs.
+    level = [0.93, 0.96, 0.99, 1.0, 1.03, 1.06]
+    ours_tp = [20.0 * level[rep // 4] * (1 + 0.001 * (rep % 4)) for rep in range(24)]
+    base = on_servers(rounds("vllm", [20.0] * 24, [100.0] * 24, 10.0), per=4)
+    ours = on_servers(rounds("vl-serve", ours_tp, [100.0] * 24, 10.0), per=4)
+    out = bench.compare(base + ours, "vl-serve", "vllm", [16])["16"]
+    assert out["server_pairs"] == 6
+    assert {tuple(p["servers"]) for p in out["pairs"]} == {(i, i) for i in range(6)}
+    lo, hi = out["throughput_ratio_ci90"]
+    clo, chi = out["throughput_ratio_ci90_by_servers"]
+    assert clo <= lo <= out["throughput_ratio"] <= hi <= chi
+    assert chi - clo > hi - lo
+    # rounds without a server record (results before session 11): no such interval
+    plain = bench.compare(
+        rounds("vllm", [20.0] * 6, [100.0] * 6, 10.0)
+        + rounds("vl-serve", [20.0] * 6, [100.0] * 6, 10.0),
+        "vl-serve",
+        "vllm",
+        [16],
+    )["16"]
+    assert plain["server_pairs"] is None and "throughput_ratio_ci90_by_servers" not in plain
+
+
+def test_pool_keeps_each_runs_servers_apart() -> None:
+    import bench_pool
+
+    one = result([20.0] * 4, [19.0] * 4)
+    two = result([20.0] * 4, [21.0] * 4)
+    for res in (one, two):  # both runs number their servers from 0
+        res["rounds"] = on_servers(res["rounds"], per=2)
+    cmp = bench_pool.pool([one, two])["comparisons"]["vl-serve/vllm"]["16"]
+    # run 2's two servers (0 and 1 in its own file) are servers 2 and 3 of the pool
+    assert [p["servers"] for p in cmp["pairs"]] == [[i // 2, i // 2] for i in range(8)]
+    assert cmp["server_pairs"] == 4
+
+
 def result(base_tps: list[float], our_tps: list[float], **settings: object) -> dict:
     ttfts = [100.0] * len(base_tps)
     return {
