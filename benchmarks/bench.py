@@ -120,12 +120,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup-prompts", type=int, help="unmeasured round after each server start")
     p.add_argument(
         "--schedule",
-        choices=("resident", "cohorts", "restart"),
-        default="resident",
-        help="resident: start every variant once (--instances each), alternate rounds per "
-        "concurrency; cohorts: one server per variant at a time, all replaced by fresh ones "
-        "every --cohort-reps repetitions; restart: one server at a time, restarted for every "
-        "repetition",
+        choices=("cohorts", "resident", "restart"),
+        default="cohorts",
+        help="cohorts (default): one server per variant at a time, all replaced by fresh ones "
+        "every --cohort-reps repetitions, rounds alternating per concurrency; resident: start "
+        "every variant once (--instances each) for the whole run; restart: one server at a "
+        "time, restarted for every repetition",
     )
     p.add_argument(
         "--cohort-reps",
