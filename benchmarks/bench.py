@@ -168,8 +168,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--time-budget",
         type=float,
-        help="seconds for the whole run (resident schedule): no repetition starts that the "
-        "last one's length says would end past it; the result says how many ran",
+        help="seconds for the whole run (cohorts and resident schedules): no repetition starts "
+        "that the last one's length says would end past it (a cohort's server start is not "
+        "counted in that length); the result says how many ran",
     )
     p.add_argument(
         "--order-seed",

@@ -1,5 +1,6 @@
 """Plot a bench.py result: request throughput and median TTFT per concurrency per variant, and
-each variant's per-pair throughput ratio against the baseline (median, 90% bootstrap interval).
+each variant's per-pair throughput ratio and TTFT difference against the baseline (median, 90%
+bootstrap interval: over server pairs where the rounds record their servers, else over pairs).
 
 .venv/bin/python benchmarks/bench_plot.py [benchmarks/results/latest.json] [-o out.png]
 """
@@ -28,7 +29,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_tp, ax_ttft, ax_ratio) = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, (ax_tp, ax_ttft, ax_ratio, ax_diff) = plt.subplots(1, 4, figsize=(20, 4.2))
     concs = result["settings"]["concurrency"]
     for variant, per in result["summary"].items():
         color = COLORS.get(variant)
@@ -53,29 +54,37 @@ def plot(result: dict[str, Any], path: Path) -> None:
         if against != base or not per:
             continue
         xs = [int(c) for c in per]
-        ys = [e["throughput_ratio"] for e in per.values()]
-        cis = [
-            e.get("throughput_ratio_ci90") or [y, y] for y, e in zip(ys, per.values(), strict=True)
-        ]
-        ax_ratio.errorbar(
-            xs,
-            ys,
-            yerr=[
-                [y - lo for y, (lo, _) in zip(ys, cis, strict=True)],
-                [hi - y for y, (_, hi) in zip(ys, cis, strict=True)],
-            ],
-            fmt="o-",
-            capsize=4,
-            color=COLORS.get(variant),
-            label=f"{variant} / {base}",
-        )
+        for ax, field in ((ax_ratio, "throughput_ratio"), (ax_diff, "ttft_diff_ms")):
+            ys = [e[field] for e in per.values()]
+            cis = [  # resampling server pairs where the rounds record their servers
+                e.get(field + "_ci90_by_servers") or e.get(field + "_ci90") or [y, y]
+                for y, e in zip(ys, per.values(), strict=True)
+            ]
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=[
+                    [y - lo for y, (lo, _) in zip(ys, cis, strict=True)],
+                    [hi - y for y, (_, hi) in zip(ys, cis, strict=True)],
+                ],
+                fmt="o-",
+                capsize=4,
+                color=COLORS.get(variant),
+                label=f"{variant} / {base}"
+                if field == "throughput_ratio"
+                else f"{variant} - {base}",
+            )
     ax_ratio.axhline(1.0, color="gray", lw=0.8)
     ax_ratio.axhline(0.98, color="tab:red", ls="--", lw=0.8, label="target 0.98")
     ax_ratio.legend(fontsize=8)
+    ax_diff.axhline(0.0, color="gray", lw=0.8)
+    ax_diff.axhline(2.0, color="tab:red", ls="--", lw=0.8, label="target +2 ms")
+    ax_diff.legend(fontsize=8)
     for ax, title, unit in (
         (ax_tp, "request throughput", "requests/s"),
         (ax_ttft, "median time to first token", "ms"),
-        (ax_ratio, f"throughput / {base} (per-pair median, 90% CI)", "ratio"),
+        (ax_ratio, f"throughput / {base} (per-pair median, 90% interval)", "ratio"),
+        (ax_diff, f"median TTFT - {base} (per-pair median, 90% interval)", "ms"),
     ):
         ax.set_xscale("log", base=2)
         ax.set_xticks(concs)
