@@ -416,20 +416,17 @@ def bootstrap_ci(values: list[float], level: float = 0.90, n: int = 2000) -> lis
     interval). How far the median of the per-pair figures can be trusted on a noisy machine."""
     if len(values) < 3:
         return None
-    rng = random.Random(0)
-    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(n))
-    lo = int(n * (1 - level) / 2)
-    return [medians[lo], medians[n - 1 - lo]]
+    return cluster_bootstrap_ci([[v] for v in values], level, n, min_clusters=3)
 
 
 def cluster_bootstrap_ci(
-    clusters: list[list[float]], level: float = 0.90, n: int = 2000
+    clusters: list[list[float]], level: float = 0.90, n: int = 2000, min_clusters: int = 5
 ) -> list[float] | None:
     """Percentile-bootstrap interval of the median of all values, resampling whole clusters
     (the pairs measured on the same servers) instead of single pairs: pairs that share a server
-    share its lasting speed, so they are not independent draws. None below 5 clusters (too few
-    to resample)."""
-    if len(clusters) < 5:
+    share its lasting speed, so they are not independent draws. None below ``min_clusters``
+    (too few to resample)."""
+    if len(clusters) < min_clusters:
         return None
     rng = random.Random(0)
     medians = sorted(
@@ -489,11 +486,10 @@ def compare(
                     "engine_cpu_ratio",
                 )
             }
-            by_servers: dict[str, list[dict[str, Any]]] = {}
-            for p in pairs:
-                if p["servers"] is not None:
-                    by_servers.setdefault(str(p["servers"]), []).append(p)
             clustered = all(p["servers"] is not None for p in pairs)
+            by_servers: dict[str, list[dict[str, Any]]] = {}
+            for p in pairs if clustered else ():
+                by_servers.setdefault(str(p["servers"]), []).append(p)
             for f in ("throughput_ratio", "ttft_diff_ms"):
                 entry[f + "_ci90"] = bootstrap_ci([p[f] for p in pairs])
                 if clustered:
