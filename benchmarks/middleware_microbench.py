@@ -20,13 +20,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vl_serve.dialect import (
+from vl_serve.server.dialect import (
     SSERewriter,
     rewrite_reasoning,
     rewrite_request,
     scan_markers,
 )
-from vl_serve.middleware import DialectMiddleware, _decode, _encode
+from vl_serve.server.middleware import DialectMiddleware, _decode, _encode
 
 RESULTS = Path(__file__).resolve().parent / "results" / "middleware_microbench.json"
 SETTINGS = {
@@ -129,7 +129,7 @@ async def downstream(scope: Any, receive: Any, send: Any) -> None:
 
 async def stream_chunk_us(chunk: bytes, both: bool | None, number: int, repeat: int) -> float:
     """Per chunk cost of the middleware's send path for an SSE response (start excluded)."""
-    from vl_serve.middleware import _Exchange
+    from vl_serve.server.middleware import _Exchange
 
     field = "reasoning" if both is None else ("both" if both else "reasoning_content")
     settings = {**SETTINGS, "reasoning": {**SETTINGS["reasoning"], "response_field": field}}

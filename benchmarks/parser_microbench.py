@@ -138,14 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/parser_microbench.json")
     args = ap.parse_args(argv)
 
-    import vl_serve_plugins
     import vllm
     from transformers import AutoTokenizer
     from vllm.parser.parser_manager import ParserManager
     from vllm.reasoning import ReasoningParserManager
 
-    from vl_serve.builtin_models import build_qwen_tokenizer
-    from vl_serve.tiny_ernie import build_ernie_tokenizer
+    import vl_serve_plugins
+    from vl_serve.builtin import build_qwen_tokenizer
+    from vl_serve.builtin.ernie45_vl import build_ernie_tokenizer
 
     vl_serve_plugins.register()
     toks: dict[str, Any] = {}

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     model_dir = args.model
     if model_dir is None:
-        from vl_serve import builtin_models
+        from vl_serve import builtin as builtin_models
 
         model_dir = str(builtin_models.ensure_built("tiny-qwen3-vl"))
     t0 = time.perf_counter()

@@ -48,7 +48,7 @@ OWNED = {
     "middleware": "(set by vl-serve)",
 }
 
-MIDDLEWARE = "vl_serve.middleware.DialectMiddleware"
+MIDDLEWARE = "vl_serve.server.middleware.DialectMiddleware"
 # A reserved name (RFC 2606) that no URL can usefully name: vLLM's own fetcher allows nothing.
 NO_FETCH_DOMAIN = "media.invalid"
 

@@ -19,7 +19,8 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from vl_serve import __version__, builtin_models
+from vl_serve import __version__
+from vl_serve import builtin as builtin_models
 from vl_serve.config import VLServeConfig, load
 from vl_serve.errors import EXIT_CONFIG, ConfigError
 
@@ -27,10 +28,7 @@ COMMANDS = ("serve", "print-args", "check", "build-model")
 
 
 def default_config() -> Path:
-    """``deploy/configs/tiny-cpu.yaml`` in a checkout, else the copy shipped in the package."""
-    repo = Path(__file__).resolve().parent.parent / "deploy" / "configs" / "tiny-cpu.yaml"
-    if repo.exists():
-        return repo
+    """The embedded default config shipped in the package (the tiny random-weight model)."""
     return Path(str(resources.files("vl_serve") / "configs" / "tiny-cpu.yaml"))
 
 

@@ -14,7 +14,8 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from vl_serve import builtin_models, runtime
+from vl_serve import builtin as builtin_models
+from vl_serve import runtime
 from vl_serve.argv import build_argv, vllm_env
 from vl_serve.config import VLServeConfig
 from vl_serve.errors import ConfigError

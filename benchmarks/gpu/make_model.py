@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from vl_serve import builtin_models  # noqa: E402
+from vl_serve import builtin as builtin_models  # noqa: E402
 
 VOCAB_SIZE = 151936
 

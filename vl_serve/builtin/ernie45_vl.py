@@ -83,7 +83,7 @@ def build_ernie_tokenizer(
     """
     from transformers import PreTrainedTokenizerFast
 
-    from vl_serve.builtin_models import train_byte_bpe
+    from vl_serve.builtin import train_byte_bpe
 
     tok = train_byte_bpe(_WORDS_TEXT.split(), seed=4511, vocab_size=vocab_size, lines=2000)
     fast = PreTrainedTokenizerFast(
@@ -137,7 +137,7 @@ def build_tiny_ernie45_vl(out: Path) -> None:
         Ernie4_5_VLMoeVideoProcessor,
     )
 
-    from vl_serve.builtin_models import save_random_model
+    from vl_serve.builtin import save_random_model
 
     ids = build_ernie_tokenizer(out, video_token=True)
     tokenizer = AutoTokenizer.from_pretrained(out)

@@ -1,6 +1,6 @@
 """ASGI middleware in front of vLLM's API server: FastDeploy/Qianfan dialect and media preparation.
 
-vLLM loads it with ``--middleware vl_serve.middleware.DialectMiddleware`` (0.26 and 0.32 alike:
+vLLM loads it with ``--middleware vl_serve.server.middleware.DialectMiddleware`` (0.26 and 0.32 alike:
 a class goes to ``app.add_middleware(cls)``, which makes it the outermost user middleware, in
 front of vLLM's CORS, API-key and scaling middleware). It is plain ASGI, not BaseHTTPMiddleware.
 
@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable, Generator, MutableMapping
 from types import ModuleType
 from typing import Any
 
-from vl_serve import dialect
+from vl_serve.server import dialect
 
 try:  # a vLLM dependency (0.26 and 0.32); about twice as fast as json both ways
     import msgspec.json as _msgspec_json

@@ -26,8 +26,6 @@ from typing import Any
 
 import torch
 from transformers import BatchFeature
-from vl_serve_plugins import patches
-from vl_serve_plugins.ernie.config import is_native, normalize_config
 from vllm.config import VllmConfig
 from vllm.model_executor.models.ernie45_vl import (
     Ernie4_5_VLDummyInputsBuilder,
@@ -41,6 +39,9 @@ from vllm.multimodal.inputs import MultiModalKwargsItems
 from vllm.multimodal.parse import MultiModalDataItems
 from vllm.multimodal.processing import BaseMultiModalProcessor, PromptReplacement, PromptUpdate
 from vllm.multimodal.processing.processor import HFMultiModalInputs
+
+from vl_serve_plugins import patches
+from vl_serve_plugins.ernie.config import is_native, normalize_config
 
 patches.apply_ernie45_vl_rope_cpu()
 

@@ -16,18 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import vl_serve_plugins
 from tokenizers.decoders import DecodeStream
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
-from vl_serve_plugins.reasoning.ernie45_vl import Ernie45VLReasoningParser
-from vl_serve_plugins.reasoning.qwen3_vl import Qwen3VLReasoningParser
 from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
 from vllm.parser.parser_manager import ParserManager
 from vllm.reasoning import ReasoningParserManager
 
-from tests.reasoning_cases import CASES, ReasoningCase
-from vl_serve.builtin_models import build_qwen_tokenizer
-from vl_serve.tiny_ernie import build_ernie_tokenizer
+import vl_serve_plugins
+from tests.helpers.reasoning_cases import CASES, ReasoningCase
+from vl_serve.builtin import build_qwen_tokenizer
+from vl_serve.builtin.ernie45_vl import build_ernie_tokenizer
+from vl_serve_plugins.reasoning.ernie45_vl import Ernie45VLReasoningParser
+from vl_serve_plugins.reasoning.qwen3_vl import Qwen3VLReasoningParser
 
 # vLLM 0.32 validates the parsers against the tokenizer at start-up; 0.26 takes no tokenizer.
 _GET_PARSER_TAKES_TOKENIZER = "tokenizer" in inspect.signature(ParserManager.get_parser).parameters
@@ -265,7 +265,7 @@ def test_plugin_import_imports_nothing() -> None:
         "loaded = [m for m in sys.modules if m.startswith(('vllm', 'vl_serve_plugins.'))]\n"
         "assert not loaded, loaded\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
 
 
 def test_special_markers_are_kept_in_the_text() -> None:
@@ -345,8 +345,9 @@ def _stream_events(case: ReasoningCase, tok: Any, per_delta: int, holdback: int,
 def test_fast_parse_delta_still_applies(tokenizers: dict[str, Any], monkeypatch: Any) -> None:
     """The installed vLLM is one the fast path was checked against, the first parser built turns
     it on, and it is taken: vLLM's StreamState.advance runs only for the first and last delta."""
-    from vl_serve_plugins import patches
     from vllm.parser.abstract_parser import DelegatingParser, StreamState
+
+    from vl_serve_plugins import patches
 
     case = next(c for c in CASES if c.reasoning and c.content and c.parser == "qwen3_vl")
     tok = tokenizers["qwen3_vl"]

@@ -15,8 +15,8 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import data_url, image_part, mp4_bytes, png_bytes
-from tests.vlserver import VLServer, tiny_config
+from tests.helpers.media_files import data_url, image_part, mp4_bytes, png_bytes
+from tests.helpers.vlserver import VLServer, tiny_config
 
 pytestmark = pytest.mark.e2e
 

@@ -21,9 +21,9 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import data_url, image_part, mp4_bytes, png_bytes
-from tests.reasoning_cases import CASES, ERNIE45_VL, ReasoningCase
-from tests.vlserver import VLServer, reasoning_config, running
+from tests.helpers.media_files import data_url, image_part, mp4_bytes, png_bytes
+from tests.helpers.reasoning_cases import CASES, ERNIE45_VL, ReasoningCase
+from tests.helpers.vlserver import VLServer, reasoning_config, running
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +64,7 @@ def client(server: VLServer) -> openai.OpenAI:
 def tokenizer() -> Any:
     from transformers import AutoTokenizer
 
-    from vl_serve.builtin_models import ensure_built
+    from vl_serve.builtin import ensure_built
 
     return AutoTokenizer.from_pretrained(ensure_built("tiny-ernie45-vl"))
 
@@ -89,7 +89,7 @@ def expected_prompt_tokens(tokenizer: Any, content: Any, vision_tokens: list[int
 
 
 def test_served_without_remote_code_through_the_adapter(server: VLServer) -> None:
-    from vl_serve.builtin_models import ensure_built
+    from vl_serve.builtin import ensure_built
 
     config = json.loads((ensure_built("tiny-ernie45-vl") / "config.json").read_text())
     assert config["model_type"] == "ernie4_5_vl_moe"  # transformers' native format

@@ -9,8 +9,8 @@ body. It
   "fps", "nframes", "min_pixels", "max_pixels"}``) and rewrites them to vLLM's OpenAI forms;
 * counts items against ``limit_mm_per_prompt`` and ``media.max_items_per_request`` before any
   fetch;
-* gets every item's bytes under the rules of :mod:`vl_serve.media_fetch` (public http(s) hosts,
-  ``file://`` inside one folder, base64 ``data:``), checks them with :mod:`vl_serve.media_probe`
+* gets every item's bytes under the rules of :mod:`vl_serve.media.fetch` (public http(s) hosts,
+  ``file://`` inside one folder, base64 ``data:``), checks them with :mod:`vl_serve.media.probe`
   (format, pixels, frames, duration) and hands vLLM the checked bytes as a ``data:`` URL, so vLLM
   itself never fetches a user's URL or reads a user's path;
 * applies ``detail: "low" | "high"`` and per-image ``min_pixels``/``max_pixels``/``resized_*`` by
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from vl_serve.config import MediaConfig
-from vl_serve.media_fetch import (
+from vl_serve.media.fetch import (
     FetchPolicy,
     Refusal,
     base64_fits,
@@ -52,7 +52,7 @@ from vl_serve.media_fetch import (
     read_local,
     too_large,
 )
-from vl_serve.media_probe import (
+from vl_serve.media.probe import (
     CheckedImage,
     ImageLimits,
     Resize,

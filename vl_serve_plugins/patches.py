@@ -107,8 +107,9 @@ def apply_fast_parse_delta() -> bool:
     """
     if "fast_parse_delta" in _applied or not fast_parse_delta_applies():
         return False
-    from vl_serve_plugins.reasoning.base import DeltaMessage
     from vllm.parser.abstract_parser import DelegatingParser
+
+    from vl_serve_plugins.reasoning.base import DeltaMessage
 
     original = DelegatingParser.parse_delta
 

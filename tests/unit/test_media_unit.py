@@ -25,11 +25,12 @@ from typing import Any
 import pytest
 from PIL import Image, ImageStat
 
-from tests.media_hosts import MediaHost
-from vl_serve import media_fetch
+from tests.helpers.media_files import image_bytes, pixel_bomb_png, video_bytes
+from tests.helpers.media_hosts import MediaHost
 from vl_serve.config import MediaConfig
 from vl_serve.media import MediaError, body_too_large, prepare_request, sanitize_mm_kwargs
-from vl_serve.media_fetch import FetchPolicy, GuardedResolver, address_allowed
+from vl_serve.media import fetch as media_fetch
+from vl_serve.media.fetch import FetchPolicy, GuardedResolver, address_allowed
 
 MB = 1024 * 1024
 LOOPBACK: dict[str, Any] = {"allowed_networks": ["127.0.0.0/8"]}
@@ -37,46 +38,6 @@ LOOPBACK: dict[str, Any] = {"allowed_networks": ["127.0.0.0/8"]}
 
 # ------------------------------------------------------------------------------------------
 # Media samples
-
-
-def image_bytes(fmt: str, size: tuple[int, int] = (64, 48), color: Any = (200, 30, 30)) -> bytes:
-    buf = io.BytesIO()
-    if fmt == "GIF":
-        frames = [Image.new("RGB", size, color), Image.new("RGB", size, (0, 0, 255))]
-        frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100)
-    else:
-        Image.new("RGB", size, color).save(buf, fmt)
-    return buf.getvalue()
-
-
-def pixel_bomb_png(side: int = 20_000) -> bytes:
-    """A valid PNG of a ``side`` x ``side`` 1-bit image: tens of KB that decode to 400 MP."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    comp = zlib.compressobj(9)
-    row = b"\x00" * (1 + (side + 7) // 8)
-    idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-
-
-def video_bytes(ext: str, frames: int = 20, fps: float = 10.0, size: tuple[int, int] = (64, 48)):
-    cv2 = pytest.importorskip("cv2")
-    np = pytest.importorskip("numpy")
-    import tempfile
-
-    fourcc = {"mp4": "mp4v", "webm": "VP80"}[ext]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, f"v.{ext}")
-        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), fps, size)
-        for i in range(frames):
-            writer.write(np.full((size[1], size[0], 3), (i * 12) % 256, np.uint8))
-        writer.release()
-        return Path(path).read_bytes()
 
 
 def data_url(mime: str, data: bytes) -> str:
@@ -1170,7 +1131,7 @@ def _encoded_variants() -> list[tuple[str, bytes]]:
 
 
 def test_exact_size_reads_every_regular_header_as_pillow_does() -> None:
-    from vl_serve.media_probe import exact_size
+    from vl_serve.media.probe import exact_size
 
     for fmt, data in _encoded_variants():
         assert exact_size(data, fmt) == _pillow_size(data, fmt), (fmt, data[:40].hex())
@@ -1193,7 +1154,7 @@ IRREGULAR = [
 
 @pytest.mark.parametrize(("fmt", "data"), IRREGULAR)
 def test_exact_size_leaves_irregular_headers_to_pillow(fmt: str, data: bytes) -> None:
-    from vl_serve.media_probe import exact_size
+    from vl_serve.media.probe import exact_size
 
     assert exact_size(data, fmt) is None
 
@@ -1203,7 +1164,7 @@ def test_exact_size_never_disagrees_with_pillow_on_mutated_headers() -> None:
     Pillow's open gives the same one or fails (and then vLLM refuses the image itself)."""
     import random
 
-    from vl_serve.media_probe import exact_size
+    from vl_serve.media.probe import exact_size
 
     rng = random.Random(5)
     bases = _encoded_variants()

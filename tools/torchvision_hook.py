@@ -1,4 +1,4 @@
-"""Import hook that lets a CUDA-built torchvision import beside torch+cpu (see vl_serve.envfix).
+"""Import hook that lets a CUDA-built torchvision import beside torch+cpu (see tools/envfix.py).
 
 Loaded from ``vl_serve_torchvision_fix.pth`` (written by ``make install`` only where the problem
 exists). It costs one meta-path entry: nothing is imported until torchvision itself is. Just before

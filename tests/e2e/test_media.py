@@ -28,10 +28,9 @@ import openai
 import pytest
 from PIL import Image
 
-from tests.conftest import data_url, mp4_bytes, png_bytes
-from tests.media_hosts import MediaHost
-from tests.test_media_unit import pixel_bomb_png, video_bytes
-from tests.vlserver import VLServer, tiny_config
+from tests.helpers.media_files import data_url, mp4_bytes, pixel_bomb_png, png_bytes, video_bytes
+from tests.helpers.media_hosts import MediaHost
+from tests.helpers.vlserver import VLServer, tiny_config
 from vl_serve.config import VLServeConfig
 from vl_serve.media import MediaError, prepare_request
 from vl_serve.runtime import runtime_sections

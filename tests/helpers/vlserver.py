@@ -23,8 +23,8 @@ import httpx
 import openai
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-TINY_CONFIG = REPO / "deploy" / "configs" / "tiny-cpu.yaml"
+REPO = Path(__file__).resolve().parents[2]
+TINY_CONFIG = REPO / "vl_serve" / "configs" / "tiny-cpu.yaml"
 START_TIMEOUT_S = float(os.environ.get("VL_SERVE_TEST_START_TIMEOUT", "420"))
 
 

@@ -353,7 +353,9 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
 
 
 def _tiny_ernie() -> Any:
-    from vl_serve import tiny_ernie  # it imports this module: import at call time
+    from vl_serve.builtin import (
+        ernie45_vl as tiny_ernie,  # it imports this module: import at call time
+    )
 
     return tiny_ernie
 

@@ -18,8 +18,8 @@ import httpx
 import openai
 import pytest
 
-from tests.reasoning_cases import CASES, QWEN3_VL, ReasoningCase
-from tests.vlserver import VLServer, reasoning_config, running
+from tests.helpers.reasoning_cases import CASES, QWEN3_VL, ReasoningCase
+from tests.helpers.vlserver import VLServer, reasoning_config, running
 
 pytestmark = pytest.mark.e2e
 
@@ -68,7 +68,7 @@ def marker_bias() -> dict[str, int]:
     """
     from transformers import AutoTokenizer
 
-    from vl_serve.builtin_models import ensure_built
+    from vl_serve.builtin import ensure_built
 
     tok = AutoTokenizer.from_pretrained(ensure_built("tiny-qwen3-vl"))
     markers = ["<think>", "</think>", "<tool_call>", "</tool_call>"]

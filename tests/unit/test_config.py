@@ -17,8 +17,11 @@ from vl_serve import launch
 from vl_serve.argv import build_argv, vllm_parser
 from vl_serve.errors import ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
-CONFIGS = sorted((REPO / "deploy" / "configs").glob("*.yaml"))
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = [
+    *sorted((REPO / "deploy" / "configs").glob("*.yaml")),
+    REPO / "vl_serve" / "configs" / "tiny-cpu.yaml",
+]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
@@ -68,7 +71,7 @@ def test_fields_map_to_vllm_flags() -> None:
     assert args.allowed_local_media_path in (None, "")
     assert args.enforce_eager is True
     assert args.enable_prefix_caching is False
-    assert args.middleware == ["vl_serve.middleware.DialectMiddleware"]
+    assert args.middleware == ["vl_serve.server.middleware.DialectMiddleware"]
 
 
 BAD = [

@@ -23,9 +23,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.testclient import TestClient
 
-from vl_serve import dialect, runtime
-from vl_serve.dialect import DialectError, SSERewriter, rewrite_reasoning, rewrite_request
-from vl_serve.middleware import DialectMiddleware
+from vl_serve import runtime
+from vl_serve.server import dialect
+from vl_serve.server.dialect import DialectError, SSERewriter, rewrite_reasoning, rewrite_request
+from vl_serve.server.middleware import DialectMiddleware
 
 REASONING = 'Step "one": \\ back\\\\slash, 中文, and "reasoning":"not a key" \U0001f600'
 CONTENT = 'The answer: {"reasoning":null} stays as text.'
