@@ -212,11 +212,11 @@ def test_thinking_off_answer_is_content_streamed_and_not(server: VLServer) -> No
             assert (reasoning, mirrored, content) == (None, None, "The answer is 4.")
 
 
-def test_fastdeploy_seed_client_unchanged(server: VLServer, marker_bias: dict[str, int]) -> None:
-    """Seed 000's client: openai.Client(api_key="null"), streams, reads delta.content."""
+def test_fastdeploy_client_unchanged(server: VLServer, marker_bias: dict[str, int]) -> None:
+    """FastDeploy's ERNIE-4.5-VL client: openai.Client(api_key="null"), streams, reads delta.content."""
     client = openai.Client(base_url=server.url("/v1"), api_key="null", max_retries=0)
     stream = client.chat.completions.create(
-        model="null",  # as the seed sends it: FastDeploy serves one model whatever the name
+        model="null",  # as FastDeploy's client sends it: FastDeploy serves one model whatever the name
         messages=[{"role": "user", "content": "Rewrite a poem"}],
         stream=True,
         max_tokens=60,
@@ -237,7 +237,7 @@ def test_fastdeploy_seed_client_unchanged(server: VLServer, marker_bias: dict[st
 
 
 def test_fastdeploy_curl_without_model(server: VLServer) -> None:
-    """Seed 000's curl sends no model at all."""
+    """FastDeploy's curl example sends no model at all."""
     body = {"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 3}
     resp = httpx.post(server.url("/v1/chat/completions"), json=body, timeout=60)
     assert resp.status_code == 200, resp.text
