@@ -1,11 +1,14 @@
-"""``vl-serve``: serve, print-args, check, build-model.
+"""The ``vl-serve`` command line: serve, print-args, check, build-model, schema.
 
-    vl-serve [--config FILE] [--host H] [--port P]     serve (default: the embedded tiny model)
-    vl-serve print-args --config FILE                  the exact ``vllm serve`` arguments
-    vl-serve check --config FILE                       validate; exit 0, or 2 with one line per problem
-    vl-serve build-model [NAME]                        build an embedded tiny model into the cache
+    vl-serve [serve] [--config FILE] [--host H] [--port P]   serve (default: the embedded tiny model)
+    vl-serve print-args [--config FILE] [--json]             the exact ``vllm serve`` arguments
+    vl-serve check [CONFIG | --config FILE]                  validate: exit 0, or 2 and one line
+    vl-serve build-model [NAME]                              build embedded tiny models into the cache
+    vl-serve schema [--json]                                 the config reference (docs/config.md)
 
-Config mistakes print one line (file, field, value, fix) and exit 2, never a traceback.
+``serve`` is the default command, so ``vl-serve`` and ``vl-serve --config FILE`` serve. Config
+mistakes print one line (file, field, value, fix) and exit 2, never a traceback; argparse's usage
+errors (a stray or unknown argument) exit 2 as well.
 """
 
 from __future__ import annotations
@@ -19,12 +22,19 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from vl_serve import __version__
+from vl_serve import __version__, launch
 from vl_serve import builtin as builtin_models
 from vl_serve.config import VLServeConfig, load
 from vl_serve.errors import EXIT_CONFIG, ConfigError
 
-COMMANDS = ("serve", "print-args", "check", "build-model")
+log = logging.getLogger("vl_serve")
+
+DEFAULT_COMMAND = "serve"
+# Logged once when `serve` runs without --config: the default model answers noise.
+DEMO_NOTICE = (
+    "no --config given: serving the embedded demo model %s, which has random weights, so its "
+    "answers are noise; pass --config with a real model's YAML to serve that model"
+)
 
 
 def default_config() -> Path:
@@ -32,27 +42,93 @@ def default_config() -> Path:
     return Path(str(resources.files("vl_serve") / "configs" / "tiny-cpu.yaml"))
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    """The command line: one subparser per command, each with its own arguments and help."""
+    top = argparse.ArgumentParser(
         prog="vl-serve",
         description="Serve a vision-language model through vLLM's OpenAI-compatible server.",
+        epilog=f"Without a command, vl-serve runs '{DEFAULT_COMMAND}'.",
     )
-    parser.add_argument("--version", action="version", version=f"vl-serve {__version__}")
-    parser.add_argument("command", nargs="?", default="serve", choices=COMMANDS)
-    parser.add_argument("name", nargs="?", help="builtin model name (build-model only)")
-    parser.add_argument("--config", "-c", type=Path, help="YAML config (default: tiny-cpu.yaml)")
-    parser.add_argument("--host", help="override server.host")
-    parser.add_argument("--port", type=int, help="override server.port")
-    parser.add_argument(
-        "--json", action="store_true", help="print-args: print a JSON list instead of a shell line"
+    top.add_argument("--version", action="version", version=f"vl-serve {__version__}")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument(
+        "--config",
+        "-c",
+        type=Path,
+        metavar="FILE",
+        help="YAML config (default: the embedded tiny-cpu.yaml, a random-weight demo model)",
     )
-    return parser
+    config.add_argument("--host", help="override server.host")
+    config.add_argument("--port", type=int, help="override server.port")
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[config],
+        help="serve a config through vLLM (the default command)",
+        description="Check the config, then replace this process with vLLM's server.",
+    )
+    print_args = commands.add_parser(
+        "print-args",
+        parents=[config],
+        help="print the exact `vllm serve` command a config runs",
+        description="Print the `vllm serve` command (no secrets) that `serve` would run.",
+    )
+    print_args.add_argument(
+        "--json", action="store_true", help="print a JSON list instead of a shell line"
+    )
+    check = commands.add_parser(
+        "check",
+        parents=[config],
+        help="validate a config: exit 0, or 2 and one line naming the mistake",
+        description="Validate a config with vl-serve's schema and vLLM's own argument parser.",
+    )
+    check.add_argument(
+        "config_file", nargs="?", type=Path, metavar="CONFIG", help="the config (or --config)"
+    )
+    build = commands.add_parser(
+        "build-model",
+        help="build embedded tiny models into the cache",
+        description="Build an embedded tiny model (all of them without NAME); print its folder.",
+    )
+    names = list(builtin_models.BUILDERS)
+    build.add_argument(
+        "name", nargs="?", choices=names, metavar="NAME", help=f"one of: {', '.join(names)}"
+    )
+    schema = commands.add_parser(
+        "schema",
+        help="print the config reference (Markdown, as in docs/config.md)",
+        description="Print every config field: path, type, default, bounds, description.",
+    )
+    schema.add_argument("--json", action="store_true", help="print the JSON Schema instead")
+    for command in (serve, print_args, check, build, schema):
+        command.set_defaults(subparser=command)
+    return top
 
 
-def _load(args: argparse.Namespace) -> VLServeConfig:
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Parse a command line; without a command (empty, or options first) it is ``serve``."""
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = [DEFAULT_COMMAND, *argv]
+    args, extra = parser().parse_known_args(argv)
+    command: argparse.ArgumentParser = args.subparser
+    del args.subparser
+    if extra:  # reported by the command's parser, so the usage shown is the command's
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
+    config_file = vars(args).pop("config_file", None)
+    if config_file is not None:
+        if args.config is not None:
+            command.error("give the config once: as CONFIG or as --config, not both")
+        args.config = config_file
+    return args
+
+
+def load_config(args: argparse.Namespace) -> tuple[VLServeConfig, str]:
+    """The config the command runs (the file, or the embedded default) and its source name."""
     path = args.config or default_config()
     cfg = load(path)
-    overrides = {}
+    overrides: dict[str, object] = {}
     if args.host:
         overrides["host"] = args.host
     if args.port is not None:
@@ -61,44 +137,76 @@ def _load(args: argparse.Namespace) -> VLServeConfig:
         overrides["port"] = args.port
     if overrides:
         cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update=overrides)})
-    return cfg
+    return cfg, str(path)
+
+
+def plan_serve(args: argparse.Namespace) -> tuple[VLServeConfig, launch.Launch]:
+    """What ``serve`` execs: the config and its launch, checked (a builtin model is built)."""
+    cfg, source = load_config(args)
+    if args.config is None:
+        log.warning(DEMO_NOTICE, cfg.model)
+    try:
+        launch.secret_env(cfg)
+        plan = launch.prepare(cfg, build=True)
+    except ConfigError as err:
+        raise err.with_source(source) from None
+    return cfg, plan
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    """``check`` and ``print-args``: the launch without building or starting anything."""
+    cfg, source = load_config(args)
+    try:
+        if args.command == "check":
+            launch.secret_env(cfg)
+        # vLLM < 0.32 logs to stdout from its import on: keep stdout for the answer
+        with contextlib.redirect_stdout(sys.stderr):
+            plan = launch.prepare(cfg, build=False)
+    except ConfigError as err:
+        raise err.with_source(source) from None
+    if args.command == "check":
+        print(f"{source}: ok")
+    else:
+        print(json.dumps(plan.argv) if args.json else plan.display())
+    return 0
+
+
+def _build_models(name: str | None) -> int:
+    for each in [name] if name else list(builtin_models.BUILDERS):
+        print(builtin_models.ensure_built(each))
+    return 0
+
+
+def _schema(as_json: bool) -> int:
+    from vl_serve import schema
+
+    sys.stdout.write(schema.json_schema() if as_json else schema.markdown())
+    return 0
+
+
+def _setup_logging() -> None:
+    """``LEVEL vl-serve: message`` on stderr, once per process (run() may be called again)."""
+    if log.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s vl-serve: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
 
 
 def run(argv: list[str]) -> int:
+    """Run one command; the exit status (argparse exits 2 itself on a usage error)."""
     start_env = dict(os.environ)  # before anything imports vLLM (see launch.exec_vllm)
-    args = _parser().parse_args(argv)
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s vl-serve: %(message)s"))
-    log = logging.getLogger("vl_serve")
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    from vl_serve import launch
-
+    args = parse_args(argv)
+    _setup_logging()
     try:
         if args.command == "build-model":
-            names = [args.name] if args.name else list(builtin_models.BUILDERS)
-            for name in names:
-                builtin_models.model_dir(name)  # validates the name
-                print(builtin_models.ensure_built(name))
-            return 0
-        cfg = _load(args)
-        source = str(args.config or default_config())
-        try:
-            if args.command in ("print-args", "check"):
-                if args.command == "check":
-                    launch.secret_env(cfg)
-                # vLLM < 0.32 logs to stdout from its import on: keep stdout for the answer
-                with contextlib.redirect_stdout(sys.stderr):
-                    plan = launch.prepare(cfg, build=False)
-                if args.command == "check":
-                    print(f"{source}: ok")
-                else:
-                    print(json.dumps(plan.argv) if args.json else plan.display())
-                return 0
-            launch.secret_env(cfg)
-            plan = launch.prepare(cfg, build=True)
-        except ConfigError as err:
-            raise err.with_source(source) from None
+            return _build_models(args.name)
+        if args.command == "schema":
+            return _schema(args.json)
+        if args.command in ("check", "print-args"):
+            return _inspect(args)
+        cfg, plan = plan_serve(args)
         launch.exec_vllm(cfg, plan, start_env)
         return 0  # pragma: no cover - exec does not return
     except ConfigError as err:

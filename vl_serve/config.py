@@ -1,27 +1,23 @@
-"""The vl-serve config file: a validated YAML document using vLLM's own field names.
+"""The vl-serve config schema: nested pydantic models using vLLM's own field names.
 
-Loading is three steps, each failing with a :class:`ConfigError` that names the file, the field
-path, the bad value and the fix:
-
-1. YAML parse;
-2. ``${VAR}`` / ``${VAR:-default}`` interpolation from the environment (strings only);
-3. pydantic validation (``extra="forbid"`` everywhere, a description on every field).
-
-Checking ``vllm_args`` against vLLM's own argument parser needs vLLM imported and lives in
-:mod:`vl_serve.argv`.
+Every field has a description, bounds where they exist and ``Literal`` choices where the choices
+are ours; ``extra="forbid"`` everywhere, so a typo is an error. ``vl-serve schema`` renders these
+models as the reference in docs/config.md. Reading the YAML file, ``${VAR}`` interpolation and
+turning validation errors into one line live in :mod:`vl_serve.loading`; checking ``vllm_args``
+against vLLM's own argument parser needs vLLM imported and lives in :mod:`vl_serve.argv`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from vl_serve.errors import ConfigError
+from vl_serve import loading
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -40,8 +36,6 @@ FASTDEPLOY_QUANTIZATION = {
         "'bitsandbytes' for in-flight 4-bit weights"
     ),
 }
-
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
 
 class _Model(BaseModel):
@@ -245,8 +239,6 @@ class MediaConfig(_Model):
     @field_validator("allowed_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        import ipaddress
-
         out = []
         for entry in value:
             try:
@@ -262,7 +254,10 @@ class VLServeConfig(_Model):
     """A vl-serve deployment: one model served through vLLM's OpenAI-compatible server."""
 
     model: str = Field(
-        description="Local path, Hugging Face hub id, or 'builtin:<name>' for an embedded tiny model.",
+        description=(
+            "Local path, Hugging Face hub id, or 'builtin:<name>' for an embedded tiny "
+            "random-weight model (names: `vl-serve build-model --help`)."
+        ),
         min_length=1,
     )
     served_model_name: str | list[str] | None = Field(
@@ -283,17 +278,28 @@ class VLServeConfig(_Model):
         None, description="'mp' for one node, 'ray' for multi-node; null lets vLLM choose."
     )
     max_model_len: int | None = Field(
-        None, ge=16, description="Context length (prompt + output tokens) per request."
+        None,
+        ge=16,
+        description="Context length (prompt + output tokens) per request; null: the model's own.",
     )
-    max_num_seqs: int | None = Field(None, ge=1, description="Requests batched together at most.")
+    max_num_seqs: int | None = Field(
+        None, ge=1, description="Requests batched together at most; null: vLLM's default."
+    )
     gpu_memory_utilization: float | None = Field(
-        None, gt=0.0, le=1.0, description="Fraction of GPU memory vLLM may use."
+        None,
+        gt=0.0,
+        le=1.0,
+        description="Fraction of GPU memory vLLM may use; null: vLLM's default.",
     )
     dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] | None = Field(
-        None, description="Weight and activation dtype."
+        None, description="Weight and activation dtype; null: vLLM's default (auto)."
     )
     quantization: str | None = Field(
-        None, description="vLLM quantization method (e.g. fp8, awq, gptq, experts_int8)."
+        None,
+        description=(
+            "vLLM quantization method (e.g. fp8, awq, gptq, experts_int8); null: what the "
+            "checkpoint declares, if anything."
+        ),
     )
     limit_mm_per_prompt: dict[str, int] | None = Field(
         None,
@@ -310,11 +316,17 @@ class VLServeConfig(_Model):
             "{video: {num_frames: 32}}. FastDeploy's mm_processor_kwargs.video_max_frames maps here."
         ),
     )
-    server: ServerConfig = Field(default_factory=ServerConfig, description="Listening and auth.")
-    reasoning: ReasoningConfig = Field(
-        default_factory=ReasoningConfig, description="Reasoning split and dialect."
+    server: ServerConfig = Field(
+        default_factory=ServerConfig, description="Where the server listens and who may call it."
     )
-    media: MediaConfig = Field(default_factory=MediaConfig, description="Media fetching rules.")
+    reasoning: ReasoningConfig = Field(
+        default_factory=ReasoningConfig,
+        description="How the thinking part of reasoning models is split and returned.",
+    )
+    media: MediaConfig = Field(
+        default_factory=MediaConfig,
+        description="Where images and videos may come from and how large they may be.",
+    )
     env: dict[str, str] = Field(
         default_factory=dict,
         description="Extra environment variables for the vLLM processes (e.g. VLLM_CPU_KVCACHE_SPACE).",
@@ -367,95 +379,11 @@ class VLServeConfig(_Model):
         return self.model[len(BUILTIN_PREFIX) :] if self.model.startswith(BUILTIN_PREFIX) else None
 
 
-def interpolate(value: Any, path: str = "") -> Any:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a YAML tree."""
-    if isinstance(value, dict):
-        return {k: interpolate(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [interpolate(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if not isinstance(value, str):
-        return value
-
-    def sub(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if default is not None:
-            return default
-        raise ConfigError(
-            path or "<root>",
-            match.group(0),
-            f"environment variable {name} is not set; export it or write ${{{name}:-default}}",
-        )
-
-    return _VAR.sub(sub, value)
-
-
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "<root>"
-
-
-def _lookup(data: Any, loc: tuple[Any, ...]) -> Any:
-    for part in loc:
-        try:
-            data = data[part]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return data
-
-
 def from_dict(data: Any, source: str = "<config>") -> VLServeConfig:
-    """Validate a loaded YAML tree; the first problem becomes a one-line ConfigError."""
-    if not isinstance(data, dict):
-        raise ConfigError("<root>", data, "the file must be a YAML mapping of fields", source)
-    try:
-        data = interpolate(data)
-    except ConfigError as err:
-        raise err.with_source(source) from None
-    try:
-        return VLServeConfig.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = tuple(first["loc"])
-        msg = str(first["msg"])
-        if first["type"] == "extra_forbidden":
-            fields = _fields_at(loc[:-1])
-            msg = f"unknown field; allowed here: {', '.join(fields)}"
-            value: Any = _lookup(data, loc)
-        else:
-            value = first.get("input")
-            msg = msg.removeprefix("Value error, ")
-        raise ConfigError(_loc(loc), value, msg, source) from None
-
-
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    model: type[BaseModel] = VLServeConfig
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return sorted(model.model_fields)
+    """Validate a loaded YAML tree (``${VAR}`` interpolated); the first problem is a ConfigError."""
+    return loading.validate(VLServeConfig, data, source)
 
 
 def load(path: str | os.PathLike[str]) -> VLServeConfig:
     """Read and validate a config file."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            "<file>", source, f"cannot read the file ({exc.strerror})", source
-        ) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "<file>"
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(where, None, f"{problem}; fix the YAML syntax", source) from None
-    return from_dict(data, source)
+    return from_dict(loading.read_yaml(path), str(path))

@@ -1,16 +1,11 @@
-"""Config -> argv, without a server: schema, interpolation, vLLM's parser, CLI exit codes."""
+"""Config -> argv, without a server: schema validation, interpolation, vLLM's parser."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from vl_serve import config as config_mod
 from vl_serve import launch
@@ -127,119 +122,29 @@ def test_interpolation(monkeypatch: Any) -> None:
         config_mod.from_dict({"model": "${NOPE_VAR}"}, "x.yaml")
 
 
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
-    return subprocess.run(
-        [sys.executable, "-m", "vl_serve.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=300,
-        check=False,
-    )
-
-
-def test_cli_print_args_check_and_errors(tmp_path: Path) -> None:
-    good = tmp_path / "good.yaml"
-    good.write_text(
-        yaml.safe_dump(
-            {
-                "model": "Qwen/Qwen2.5-VL-3B-Instruct",
-                "server": {"port": 8123, "api_key_env": "MY_KEY"},
-                "vllm_args": {"enforce_eager": True},
-            }
-        )
-    )
-    secret = "sk-very-secret-value"
-    out = _cli(
-        "print-args", "--config", str(good), "--port", "9000", "--json", env={"MY_KEY": secret}
-    )
-    assert out.returncode == 0, out.stderr
-    argv = json.loads(out.stdout)
-    assert argv[0] == "Qwen/Qwen2.5-VL-3B-Instruct"
-    assert argv[argv.index("--port") + 1] == "9000"
-    assert "--enforce-eager" in argv
-    assert secret not in out.stdout + out.stderr
-    assert "--api-key" not in argv
-
-    assert _cli("check", "--config", str(good), env={"MY_KEY": secret}).returncode == 0
-    missing = _cli("check", "--config", str(good), env={"MY_KEY": ""})
-    assert missing.returncode == 2
-    assert "server.api_key_env" in missing.stderr and "MY_KEY" in missing.stderr
-
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("model: x\nmax_num_seqs: -3\n")
-    out = _cli("check", "--config", str(bad))
-    assert out.returncode == 2
-    lines = out.stderr.strip().splitlines()
-    assert lines == [f"error: {bad}: max_num_seqs = -3: Input should be greater than or equal to 1"]
-    assert "Traceback" not in out.stderr
-
-    broken = tmp_path / "broken.yaml"
-    broken.write_text("model: [unclosed\n")
-    out = _cli("check", "--config", str(broken))
-    assert out.returncode == 2 and str(broken) in out.stderr and "Traceback" not in out.stderr
-
-    out = _cli("check", "--config", str(tmp_path / "missing.yaml"))
-    assert out.returncode == 2 and "cannot read the file" in out.stderr
+LOAD_BAD = [
+    pytest.param("model: [unclosed\n", "line 2", "fix the YAML syntax", id="yaml-syntax"),
+    pytest.param("- a\n- b\n", "<root>", "must be a YAML mapping", id="not-a-mapping"),
+    pytest.param(
+        "model: m\nmedia:\n  allowed_domains: [ok.example, '${NOPE_VAR_2}']\n",
+        "media.allowed_domains[1]",
+        "NOPE_VAR_2 is not set",
+        id="interpolation-path",
+    ),
+    pytest.param(
+        "model: m\nmedia: {max_redirect: 1}\n", "media.max_redirect", "max_redirects", id="typo"
+    ),
+]
 
 
-_EXEC_PROBE = """
-import json, os, sys
-from vl_serve import cli, launch
-prepare = launch.prepare
-plans = []
-def leaky_prepare(*args, **kwargs):  # what importing a library can do to os.environ
-    os.environ["VL_SERVE_TEST_LEAK"] = "1"
-    os.environ["PATH"] = os.environ.get("PATH", "") + ":/leaked"
-    plans.append(prepare(*args, **kwargs))
-    return plans[-1]
-launch.prepare = leaky_prepare
-def fake_execve(path, argv, env):
-    print(json.dumps({"env": dict(env), "plan_env": plans[-1].env}))
-    sys.exit(0)
-os.execve = fake_execve
-cli.run(sys.argv[1:])
-"""
-
-
-def _exec_env(cfg: Path, env: dict[str, str]) -> dict[str, Any]:
-    """What ``vl-serve --config cfg`` would exec vLLM with, started with ``env``."""
-    out = subprocess.run(
-        [sys.executable, "-c", _EXEC_PROBE, "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    seen: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return seen
-
-
-def test_serve_execs_vllm_with_the_users_environment(tmp_path: Path) -> None:
-    """vLLM starts from the environment vl-serve was started with, plus vl-serve's variables and
-    the API key: not with what importing vLLM for the argument check put in os.environ."""
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "model": "Qwen/Qwen2.5-VL-3B-Instruct",
-                "server": {"api_key_env": "MY_KEY"},
-                "env": {"MY_VAR": "x"},
-            }
-        )
-    )
-    start = {k: v for k, v in os.environ.items() if k != "VLLM_API_KEY"}
-    start["MY_KEY"] = "sk-secret"
-    seen = _exec_env(cfg, start)
-    assert seen["plan_env"]["MY_VAR"] == "x"
-    assert seen["env"] == {**start, **seen["plan_env"], "VLLM_API_KEY": "sk-secret"}
-
-    # No api_key_env: a VLLM_API_KEY left in the shell must not turn vLLM's auth on.
-    cfg.write_text(yaml.safe_dump({"model": "Qwen/Qwen2.5-VL-3B-Instruct"}))
-    seen = _exec_env(cfg, {**start, "VLLM_API_KEY": "sk-stray"})
-    assert "VLLM_API_KEY" not in seen["env"]
-    assert seen["env"] == {**start, **seen["plan_env"]}
+@pytest.mark.parametrize(("text", "field", "fix"), LOAD_BAD)
+def test_load_errors_name_file_field_and_fix(
+    text: str, field: str, fix: str, tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.delenv("NOPE_VAR_2", raising=False)
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        config_mod.load(path)
+    assert info.value.line().startswith(f"{path}: {field}")
+    assert fix in info.value.line()

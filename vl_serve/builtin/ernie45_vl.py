@@ -1,16 +1,19 @@
-"""A tiny ERNIE-4.5-VL-like tokenizer, for tests and the tiny ERNIE model.
+"""The embedded tiny ERNIE-4.5-VL (``builtin:tiny-ernie45-vl``): tokenizer, weights and processor.
 
-A byte-level BPE trained on a small deterministic corpus (the real tokenizer is a SentencePiece
-model with byte fallback; what matters here is the token inventory), plus ERNIE-4.5-VL's added
-tokens with the real kinds: the sentence, image and video markers are special tokens, while the
-think / response / tool-call tags are ordinary added tokens, so they survive
-``skip_special_tokens`` and show up in the decoded text as they do with the real tokenizer.
+The tokenizer is a byte-level BPE trained on a small seeded corpus (the real one is a
+SentencePiece model with byte fallback; what matters here is the token inventory), plus
+ERNIE-4.5-VL's added tokens with the real kinds: the sentence, image and video markers are special
+tokens, while the think / response / tool-call tags are ordinary added tokens, so they survive
+``skip_special_tokens`` and show up in the decoded text as they do with the real tokenizer. The
+reasoning-parser tests use the tokenizer alone.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from vl_serve.builtin.common import save_random_model, train_byte_bpe
 
 ERNIE_SPECIAL = [
     "<unk>",
@@ -83,8 +86,6 @@ def build_ernie_tokenizer(
     """
     from transformers import PreTrainedTokenizerFast
 
-    from vl_serve.builtin import train_byte_bpe
-
     tok = train_byte_bpe(_WORDS_TEXT.split(), seed=4511, vocab_size=vocab_size, lines=2000)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -136,8 +137,6 @@ def build_tiny_ernie45_vl(out: Path) -> None:
         Ernie4_5_VLMoeProcessor,
         Ernie4_5_VLMoeVideoProcessor,
     )
-
-    from vl_serve.builtin import save_random_model
 
     ids = build_ernie_tokenizer(out, video_token=True)
     tokenizer = AutoTokenizer.from_pretrained(out)
