@@ -9,15 +9,14 @@ against vLLM's own argument parser needs vLLM imported and lives in :mod:`vl_ser
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vl_serve import loading
+from vl_serve.media_config import MediaConfig
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -42,22 +41,96 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Route groups closed by default; `server.open_routes` opens each (vl_serve.server.access).
+RouteGroup = Literal[
+    "invocations",
+    "elastic_ep",
+    "generative_scoring",
+    "docs",
+    "dev",
+    "lora",
+    "profiler",
+    "responses",
+    "messages",
+    "batch",
+    "systemone",
+    "scale_out",
+    "pooling",
+    "audio",
+    "realtime",
+]
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
 class ServerConfig(_Model):
-    """Where the OpenAI-compatible server listens and who may call it."""
+    """Where the OpenAI-compatible server listens, who may call it and what a request may ask."""
 
     host: str = Field(
         "127.0.0.1",
         description="Address to bind. Defaults to loopback; use 0.0.0.0 to serve other machines.",
     )
     port: int = Field(8000, ge=1, le=65535, description="TCP port to bind.")
-    api_key_env: str | None = Field(
+    api_key_env: str | list[str] | None = Field(
         None,
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description=(
             "Name of the environment variable holding the API key clients must send as "
-            "'Authorization: Bearer <key>'. The key itself never goes in the file, the argv or logs."
+            "'Authorization: Bearer <key>' (or 'x-api-key: <key>'), or a list of such names: "
+            "every key listed is accepted (rotation). With a key, every route needs it except "
+            "the probes (/health, /ready). The keys never go in the file, the argv or logs."
         ),
     )
+    metrics_token_env: str | None = Field(
+        None,
+        pattern=_ENV_NAME,
+        description=(
+            "Name of the environment variable holding a token of its own for /metrics (what "
+            "Prometheus sends as 'Authorization: Bearer <token>'); an API key works there too."
+        ),
+    )
+    open_metrics: bool = Field(
+        False,
+        description="Serve /metrics to anyone who can reach the port, without a key or token.",
+    )
+    open_routes: list[RouteGroup] = Field(
+        default_factory=list,
+        description=(
+            "vLLM route groups to open, each closed by default (404): 'invocations' (SageMaker "
+            "/invocations, /ping), 'elastic_ep' (/scale_elastic_ep), 'generative_scoring', 'docs' "
+            "(/docs, /redoc, /openapi.json), 'dev' (VLLM_SERVER_DEV_MODE routes), 'lora' (runtime "
+            "adapter loading), 'profiler', 'responses' (/v1/responses), 'messages' (Anthropic "
+            "/v1/messages), 'batch' (/v1/chat/completions/batch), 'systemone', 'scale_out' (render "
+            "and token-in routes), 'pooling', 'audio', 'realtime'. An opened route that vl-serve's "
+            "media checks do not cover refuses requests carrying media."
+        ),
+    )
+    max_n: int = Field(
+        8, ge=1, le=128, description="Largest 'n' (choices per request) a request may ask for."
+    )
+    max_best_of: int = Field(
+        8, ge=1, le=128, description="Largest 'best_of' a request may ask for."
+    )
+    max_json_depth: int = Field(
+        64,
+        ge=8,
+        le=1000,
+        description="Deepest nesting of arrays and objects a JSON request body may have.",
+    )
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_names(cls, value: str | list[str] | None) -> str | list[str] | None:
+        names = [value] if isinstance(value, str) else (value or [])
+        for name in names:
+            if not re.fullmatch(_ENV_NAME, name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        if isinstance(value, list) and not value:
+            raise ValueError("list at least one variable name, or use null for no key")
+        return value
+
+    def api_key_envs(self) -> list[str]:
+        """The names of the variables holding accepted API keys (none: no key needed)."""
+        value = self.api_key_env
+        return [value] if isinstance(value, str) else list(value or [])
 
 
 class ReasoningConfig(_Model):
@@ -83,171 +156,6 @@ class ReasoningConfig(_Model):
             "'reasoning_content', or both."
         ),
     )
-
-
-class MediaConfig(_Model):
-    """Where images and videos may come from, and how large they may be.
-
-    vl-serve fetches and checks every image/video itself (in the API server, before any model
-    work) and hands vLLM the checked bytes as ``data:`` URLs: vLLM never fetches a user's URL.
-    """
-
-    allowed_domains: list[str] | None = Field(
-        None,
-        description=(
-            "Host names that http(s) media URLs may name (exact match, case-insensitive); null "
-            "allows any host. Private addresses stay refused unless allowed_networks or "
-            "allowed_private_domains open them."
-        ),
-    )
-    allowed_local_media_path: str | None = Field(
-        None,
-        description=(
-            "Folder that file:// URLs (and bare paths in qwen-vl-utils items) may read from; "
-            "null forbids local files. '..', symlinks leading out and file://host/ are refused."
-        ),
-    )
-    allowed_networks: list[str] = Field(
-        default_factory=list,
-        description=(
-            "IP networks (CIDR, e.g. 10.1.0.0/16, or one address) that media URLs may reach "
-            "although they are loopback, private, link-local or otherwise non-public. Empty: "
-            "public addresses only."
-        ),
-    )
-    allowed_private_domains: list[str] = Field(
-        default_factory=list,
-        description=(
-            "Host names whose addresses may be non-public (e.g. an internal object store). Exact "
-            "match; prefer allowed_networks, which is not affected by what DNS answers."
-        ),
-    )
-    max_redirects: int = Field(
-        0,
-        ge=0,
-        le=10,
-        description="HTTP redirects followed per fetch, each hop checked again; 0 refuses them.",
-    )
-    connect_timeout_s: float = Field(5.0, gt=0, description="Seconds to connect to a media host.")
-    read_timeout_s: float = Field(
-        10.0, gt=0, description="Seconds a media host may stay silent while sending."
-    )
-    fetch_timeout_s: float = Field(
-        30.0,
-        gt=0,
-        description="Seconds for one whole fetch, waiting for a fetch slot included.",
-    )
-    max_concurrent_fetches: int = Field(
-        16, ge=1, description="Media downloads in flight at once in one API server process."
-    )
-    max_fetches_per_host: int = Field(
-        4,
-        ge=1,
-        description="Downloads in flight at once from one host: a slow host cannot hold them all.",
-    )
-    max_item_bytes: int = Field(
-        10 * 1024 * 1024,
-        ge=1,
-        description=(
-            "Bytes per media item (download, file, or decoded base64), checked while reading. "
-            "Default 10 MiB (Qianfan's limit)."
-        ),
-    )
-    max_video_bytes: int | None = Field(
-        None,
-        ge=1,
-        description="Bytes per video (all frames of a frame list together); null: max_item_bytes.",
-    )
-    max_request_bytes: int = Field(
-        32 * 1024 * 1024,
-        ge=1024,
-        description="Bytes of one request body (base64 media included), checked while receiving.",
-    )
-    max_items_per_request: int = Field(
-        10,
-        ge=0,
-        description=(
-            "Media items (images, videos, audio) in one request; limit_mm_per_prompt caps each "
-            "modality as well."
-        ),
-    )
-    max_image_pixels: int = Field(
-        4096 * 4096,
-        ge=1,
-        description=(
-            "Pixels per image, read from the header before decoding (decompression bombs are "
-            "refused without being decoded)."
-        ),
-    )
-    min_image_side: int = Field(
-        10, ge=1, description="Smallest width or height of an image or video frame, in pixels."
-    )
-    max_image_aspect_ratio: float = Field(
-        200.0, ge=1.0, description="Largest ratio of the long side to the short side."
-    )
-    max_video_frame_pixels: int = Field(
-        3840 * 2160, ge=1, description="Pixels per video frame, read from the container header."
-    )
-    max_video_frames: int = Field(
-        9000, ge=1, description="Frames in a video file (container header), decoded or not."
-    )
-    max_video_seconds: float = Field(
-        300.0, gt=0, description="Duration of a video file in seconds (container header)."
-    )
-    max_video_frame_images: int = Field(
-        32,
-        ge=1,
-        description="Images in a video given as a list of frames (vLLM's default decode count).",
-    )
-    low_detail_max_pixels: int = Field(
-        512 * 512,
-        ge=1,
-        description="Pixel budget for image_url detail 'low' (the image is downscaled to fit).",
-    )
-    high_detail_max_pixels: int | None = Field(
-        None,
-        ge=1,
-        description="Pixel budget for detail 'high'; null keeps the model processor's own limit.",
-    )
-
-    @field_validator("allowed_local_media_path")
-    @classmethod
-    def _absolute_dir(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            raise ValueError("must be an absolute path to a folder")
-        return str(path)
-
-    @field_validator("allowed_domains", "allowed_private_domains")
-    @classmethod
-    def _host_names(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        out = []
-        for name in value:
-            host = name.strip().lower().rstrip(".")
-            if not re.fullmatch(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?|\[?[0-9a-f:.]+\]?", host):
-                raise ValueError(
-                    f"{name!r} is not a host name; write the bare name (images.example.com), "
-                    "without scheme, port or path"
-                )
-            out.append(host.strip("[]"))
-        return out
-
-    @field_validator("allowed_networks")
-    @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
-        out = []
-        for entry in value:
-            try:
-                out.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
-            except ValueError:
-                raise ValueError(
-                    f"{entry!r} is not an IP network; write CIDR like 10.0.0.0/8 or one address"
-                ) from None
-        return out
 
 
 class VLServeConfig(_Model):

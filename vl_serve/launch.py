@@ -63,18 +63,26 @@ def prepare(cfg: VLServeConfig, *, build: bool = True, check: bool = True) -> La
 
 
 def secret_env(cfg: VLServeConfig) -> dict[str, str]:
-    """The API key, read from the variable the config names (never logged, never in argv)."""
-    name = cfg.server.api_key_env
-    if name is None:
-        return {}
-    key = os.environ.get(name)
-    if not key:
+    """The API key, read from the variables the config names (never logged, never in argv).
+
+    Every named variable must hold a key; the first is handed to vLLM as ``VLLM_API_KEY``.
+    """
+    names = cfg.server.api_key_envs()
+    for name in names:
+        if not os.environ.get(name):
+            raise ConfigError(
+                "server.api_key_env",
+                name,
+                f"environment variable {name} is not set or empty; export the API key in it",
+            )
+    token = cfg.server.metrics_token_env
+    if token is not None and not os.environ.get(token):
         raise ConfigError(
-            "server.api_key_env",
-            name,
-            f"environment variable {name} is not set or empty; export the API key in it",
+            "server.metrics_token_env",
+            token,
+            f"environment variable {token} is not set or empty; export the metrics token in it",
         )
-    return {SECRET_ENV: key}
+    return {SECRET_ENV: os.environ[names[0]]} if names else {}
 
 
 def exec_vllm(
@@ -89,7 +97,7 @@ def exec_vllm(
     those edits (a second copy of cv2's library path, values vLLM only sets for itself).
     """
     env = {**(os.environ if base_env is None else base_env), **launch.env, **secret_env(cfg)}
-    if cfg.server.api_key_env is None:
+    if not cfg.server.api_key_envs():
         env.pop(SECRET_ENV, None)  # a stray VLLM_API_KEY would silently turn auth on
     log.info("starting: %s", launch.display())
     sys.stdout.flush()

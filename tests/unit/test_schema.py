@@ -63,7 +63,9 @@ ROWS = [
     pytest.param("gpu_memory_utilization", "| number or null | `null` | > 0.0; <= 1.0 |", id="gt"),
     pytest.param("media.allowed_networks", "| list[string] | `[]` |", id="factory"),
     pytest.param("media_io_kwargs", "| map[string, map[string, any]] or null |", id="nested-map"),
-    pytest.param("server.api_key_env", "| pattern `^[A-Za-z_][A-Za-z0-9_]*$` |", id="pattern"),
+    pytest.param(
+        "server.metrics_token_env", "| pattern `^[A-Za-z_][A-Za-z0-9_]*$` |", id="pattern"
+    ),
     pytest.param("media", "| section, see [`media`](#media) |  |  |", id="section"),
 ]
 
