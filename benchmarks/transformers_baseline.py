@@ -1,10 +1,11 @@
-"""What the seed tutorial's server does, on the same model: transformers `generate`, one at a time.
+"""A plain transformers server's request loop on the same model: `generate`, one at a time.
 
-The tutorial (FastAPI + transformers) handles a request by building the chat prompt, decoding the
-image, running the processor and `model.generate`, then decoding the answer, one request at a
-time. This does exactly that loop, minus HTTP (so it is an upper bound for the tutorial's
-server), for N requests with the same 64x64 image, an ~64-token random text prompt and 64 new
-tokens (min_new_tokens=64 so every request generates the same count), after one warm-up request.
+The usual FastAPI + transformers server handles a request by building the chat prompt, decoding
+the image, running the processor and `model.generate`, then decoding the answer, one request at a
+time. This runs exactly that loop, minus HTTP (so it is an upper bound for such a server), for N
+requests with the same 64x64 image, an ~64-token random text prompt and 64 new tokens
+(min_new_tokens=64 so every request generates the same count), after one warm-up request.
+`bench.py` runs it in a process of its own (``run``) before any server starts.
 
     .venv/bin/python benchmarks/transformers_baseline.py [--requests 8] [--json-out FILE]
 """
@@ -18,6 +19,7 @@ import json
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
 
     def handle(text_prompt: str) -> tuple[int, int]:
-        """One request, as the tutorial's endpoint handles it."""
+        """One request, as such a server's endpoint handles it."""
         raw = base64.b64decode(image_url.split(",", 1)[1])
         image = Image.open(io.BytesIO(raw)).convert("RGB")
         messages = [
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "what": "transformers Qwen3VLForConditionalGeneration.generate, one request at a time "
-        "(the seed tutorial's loop without HTTP)",
+        "(a FastAPI + transformers server's loop without HTTP)",
         "model": model_dir,
         "requests": args.requests,
         "duration_s": duration,
@@ -165,6 +167,33 @@ def main(argv: list[str] | None = None) -> int:
         args.json_out.write_text(text + "\n")
     print(text)
     return 0
+
+
+def run(args: argparse.Namespace, model_path: str) -> Any:
+    """This script in a process of its own with `bench.py`'s settings (``args``): its result
+    dict, an error dict, or None when ``args.transformers_requests`` is 0."""
+    if args.transformers_requests <= 0:
+        return None
+    out, log_path = args.workdir / "transformers.json", args.workdir / "transformers.log"
+    cmd = [
+        sys.executable, __file__,
+        "--model", model_path,
+        "--requests", str(args.transformers_requests),
+        "--input-len", str(args.input_len),
+        "--output-len", str(args.output_len),
+        "--image-size", str(args.image_size),
+        "--json-out", str(out),
+    ]  # fmt: skip
+    print(f"transformers baseline: {args.transformers_requests} sequential requests ...")
+    with open(log_path, "wb") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0 or not out.exists():
+        tail = log_path.read_text(errors="replace")[-2000:]
+        print(f"transformers baseline failed (rc {proc.returncode}):\n{tail}", file=sys.stderr)
+        return {"error": f"exit {proc.returncode}", "log_tail": tail[-500:]}
+    result = json.loads(out.read_text())
+    print(f"  {result['request_throughput']:.3f} req/s, {result['output_throughput']:.1f} tok/s")
+    return result
 
 
 if __name__ == "__main__":

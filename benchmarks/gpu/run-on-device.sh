@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU benchmark, in one call on a lent GPU machine (benchmarks/gpu/README.md): install vLLM
 # 0.26.0 from the staged wheels and vl-serve from its wheel, build the Qwen3-VL-4B-shaped
-# dummy-weight model folder, run bench.py (bare vLLM against vl-serve, both resident on the one
-# GPU), then the transformers baseline with whatever time is left.
+# dummy-weight model folder, run bench.py (bare vLLM against vl-serve, one cohort: both servers
+# up together on the one GPU for every repetition), then the transformers baseline with the time
+# left.
 #
 # usage, from the repository root on the device machine, after every .gpu/cNN folder was copied
 # into /tmp/stage:   bash benchmarks/gpu/run-on-device.sh OUTDIR [SECONDS]
@@ -33,7 +34,7 @@ echo "== bench.py ($(date -u +%T), $(left) s left)"
 # 80 s kept back for the transformers baseline and the copying.
 PYTHONUNBUFFERED=1 python3 benchmarks/bench.py \
   --config benchmarks/gpu/qwen3-vl-4b-dummy.yaml --variants vllm,vl-serve \
-  --cpu-layout none --instances 1 --reps 6 --concurrency 1,16,64 \
+  --cpu-layout none --reps 6 --cohort-reps 6 --concurrency 1,16,64 \
   --prompts 1:12,16:128,64:256 --warmup-prompts 256 \
   --image-size 448 --input-len 128 --output-len 128 --transformers-requests 0 \
   --start-timeout $(($(left) - 130)) --time-budget $(($(left) - 80)) \
@@ -54,14 +55,14 @@ if [ -f "$out/transformers.json" ] && [ -f "$out/latest.json" ]; then
 import json, sys
 from pathlib import Path
 sys.path.insert(0, "benchmarks")
-import bench
+import bench_report, bench_stats
 out = Path(sys.argv[1])
 result = json.loads((out / "latest.json").read_text())
 tf = json.loads((out / "transformers.json").read_text())
 result["transformers_baseline"] = tf
-result["transformers_ratio"] = bench.transformers_ratio(result["summary"], tf)
+result["transformers_ratio"] = bench_stats.transformers_ratio(result["summary"], tf)
 result["notes"].append("transformers baseline: run after the servers stopped (run-on-device.sh)")
-(out / "latest.json").write_text(bench.dumps(result))
+(out / "latest.json").write_text(bench_report.dumps(result))
 PY
 fi
 echo "== done ($(date -u +%T), $SECONDS s)"

@@ -1,8 +1,8 @@
 """The statistics `make bench` reports (per-pair comparisons, bootstrap intervals, targets,
-round order, pooling) and how its variants are planned.
+round order, pooling), its cohort schedule, and how its variants are planned.
 
-Pure functions over hand-written rounds, plus the variant plans built from the tiny config; no
-server, no timing.
+Pure functions over hand-written rounds, the schedule with stand-in servers, the variant plans
+built from the tiny config and the kept result files; no server, no timing.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-import bench
+import bench_report
+import bench_stats as bench
 
 
 def rounds(variant: str, tps: list[float], ttfts: list[float], api_ms: float) -> list[dict]:
@@ -110,7 +111,7 @@ def test_compare_resamples_server_pairs_when_pairs_share_servers() -> None:
     clo, chi = out["throughput_ratio_ci90_by_servers"]
     assert clo <= lo <= out["throughput_ratio"] <= hi <= chi
     assert chi - clo > hi - lo
-    # rounds without a server record (results before session 11): no such interval
+    # rounds without a server record: no such interval
     plain = bench.compare(
         rounds("vllm", [20.0] * 6, [100.0] * 6, 10.0)
         + rounds("vl-serve", [20.0] * 6, [100.0] * 6, 10.0),
@@ -122,13 +123,11 @@ def test_compare_resamples_server_pairs_when_pairs_share_servers() -> None:
 
 
 def test_pool_keeps_each_runs_servers_apart() -> None:
-    import bench_pool
-
     one = result([20.0] * 4, [19.0] * 4)
     two = result([20.0] * 4, [21.0] * 4)
     for res in (one, two):  # both runs number their servers from 0
         res["rounds"] = on_servers(res["rounds"], per=2)
-    cmp = bench_pool.pool([one, two])["comparisons"]["vl-serve/vllm"]["16"]
+    cmp = bench.pool([one, two])["comparisons"]["vl-serve/vllm"]["16"]
     # run 2's two servers (0 and 1 in its own file) are servers 2 and 3 of the pool
     assert [p["servers"] for p in cmp["pairs"]] == [[i // 2, i // 2] for i in range(8)]
     assert cmp["server_pairs"] == 4
@@ -144,13 +143,11 @@ def result(base_tps: list[float], our_tps: list[float], **settings: object) -> d
 
 
 def test_pool_keeps_pairs_within_each_run() -> None:
-    import bench_pool
-
     # Run 2 repeats run 1's repetition numbers: pooled naively, rep 0 of one run would be
     # paired with rep 0 of the other.
     one = result([20.0, 20.0], [19.0, 19.0])  # ratio 0.95 twice
     two = result([40.0, 40.0, 40.0], [44.0, 44.0, 44.0])  # ratio 1.1 three times
-    out = bench_pool.pool([one, two])
+    out = bench.pool([one, two])
     cmp = out["comparisons"]["vl-serve/vllm"]["16"]
     ratios = sorted(round(p["throughput_ratio"], 6) for p in cmp["pairs"])
     assert ratios == [0.95, 0.95, 1.1, 1.1, 1.1]
@@ -161,18 +158,16 @@ def test_pool_keeps_pairs_within_each_run() -> None:
 
 
 def test_pool_also_compares_two_non_baseline_variants_pair_by_pair() -> None:
-    import bench_pool
-
     one = result([20.0, 20.0], [19.0, 19.0])
     one["settings"]["variants"].append("vllm-qwen3")
     one["rounds"] += rounds("vllm-qwen3", [38.0, 10.0], [100.0, 100.0], 10.0)
-    out = bench_pool.pool([one], also=["vl-serve/vllm-qwen3"])
+    out = bench.pool([one], also=["vl-serve/vllm-qwen3"])
     pairs = out["extra_comparisons"]["vl-serve/vllm-qwen3"]["16"]["pairs"]
     assert sorted(round(p["throughput_ratio"], 6) for p in pairs) == [0.5, 1.9]
     # reported, never a target: the targets stay those of vl-serve against the baseline
     assert out["targets"] == bench.targets(out["comparisons"])
     with pytest.raises(ValueError, match="both must be variants"):
-        bench_pool.pool([one], also=["vl-serve/sglang"])
+        bench.pool([one], also=["vl-serve/sglang"])
 
 
 @pytest.mark.parametrize(
@@ -208,7 +203,7 @@ def test_targets_apply_the_same_thresholds_to_the_calibration_arm_both_ways(
     assert out["calibration"]["all_ok"] is calibration_ok
     assert out["calibration-swapped"]["all_ok"] is swapped_ok
     assert out["calibration"]["throughput_ratio_min"] == out["vl-serve"]["throughput_ratio_min"]
-    lines = bench.target_lines(out)
+    lines = bench_report.target_lines(out)
     assert [x.split(" ")[1] for x in lines] == ["vl-serve", "calibration", "calibration-swapped"]
     assert lines[1].endswith(line)
     # without a second baseline arm there is no calibration entry
@@ -218,9 +213,9 @@ def test_targets_apply_the_same_thresholds_to_the_calibration_arm_both_ways(
 def test_the_calibration_arm_runs_the_baselines_command(tmp_path: Path) -> None:
     import bench_servers as bs
 
-    names = [bs.BASELINE, bs.CALIBRATION, "vl-serve"]
+    names = [bench.BASELINE, bench.CALIBRATION, "vl-serve"]
     plans = bs.plan_variants(names, bs.DEFAULT_CONFIG, tmp_path, vl_serve_parser="qwen3_vl")
-    base, second = plans[bs.BASELINE], plans[bs.CALIBRATION]
+    base, second = plans[bench.BASELINE], plans[bench.CALIBRATION]
     assert (second.command, second.env) == (base.command, base.env)
     assert second.command != plans["vl-serve"].command
 
@@ -249,8 +244,8 @@ def test_round_orders_are_balanced_shuffled_and_repeatable(
             else:
                 assert max(counts) - min(counts) <= 1
     if len(variants) == 3:
-        # not the old rotation: within a concurrency, an instance (rep % 3) is not pinned to
-        # one place in the order, and the orders differ between concurrencies
+        # not a rotation: within a concurrency, rep % 3 is not pinned to one place in the
+        # order, and the orders differ between concurrencies
         first = [o[0] for o in orders[0]]
         assert any(len({first[r] for r in range(j, reps, 3)}) > 1 for j in range(3))
         assert orders[0] != orders[1]
@@ -258,10 +253,8 @@ def test_round_orders_are_balanced_shuffled_and_repeatable(
 
 
 def test_pool_refuses_runs_with_other_settings() -> None:
-    import bench_pool
-
     with pytest.raises(ValueError, match="different settings"):
-        bench_pool.pool([result([20.0], [20.0]), result([20.0], [20.0], input_len=128)])
+        bench.pool([result([20.0], [20.0]), result([20.0], [20.0], input_len=128)])
 
 
 def test_pool_main_prints_with_too_few_pairs(
@@ -269,18 +262,16 @@ def test_pool_main_prints_with_too_few_pairs(
 ) -> None:
     import json
 
-    import bench_pool
-
     paths = []
     for i, (base, ours) in enumerate([([20.0], [19.0]), ([40.0], [44.0])]):
         res = result(base, ours)
         res["environment"]["git_commit"] = f"commit{i}"
         paths.append(tmp_path / f"r{i}.json")
         paths[-1].write_text(json.dumps(res))
-    assert bench_pool.main([str(p) for p in paths]) == 0
-    out = capsys.readouterr()
-    assert "pairs  2" in out.out and "[too few pairs]" in out.out
-    assert "different commits" in out.err
+    assert bench_report.main(["--pool", *map(str, paths)]) == 0
+    out = capsys.readouterr().out
+    assert "pairs  2" in out and "[too few pairs]" in out
+    assert "warning: runs of different commits" in out
 
 
 @pytest.mark.parametrize(
@@ -297,56 +288,14 @@ def test_pool_main_says_what_cannot_be_pooled_without_a_traceback(
 ) -> None:
     import json
 
-    import bench_pool
-
     path = tmp_path / "r.json"
     path.write_text(json.dumps(result([20.0], [19.0])))
     (tmp_path / "broken.json").write_text("not json")
-    argv = [str(path)] + [a.format(tmp=tmp_path) for a in extra]
-    assert bench_pool.main(argv) == 2
+    argv = ["--pool", str(path)] + [a.format(tmp=tmp_path) for a in extra]
+    assert bench_report.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("bench_pool: " + says.format(tmp=tmp_path))
+    assert err.startswith("bench_report: " + says.format(tmp=tmp_path))
     assert "Traceback" not in err and err.count("\n") == 1
-
-
-@pytest.mark.parametrize(
-    ("leaf_first", "own"),
-    [
-        (
-            ["_Exchange.send (vl_serve/middleware.py:359)"],
-            "_Exchange.send (vl_serve/middleware.py:359)",
-        ),
-        (
-            ["_decode (json/decoder.py:337)", "rewrite_body (vl_serve/middleware.py:231)"],
-            "rewrite_body (vl_serve/middleware.py:231)",
-        ),
-        (["parse_delta (plugins/patches.py:143)"], "parse_delta (plugins/patches.py:143)"),
-        (
-            [
-                "send (uvicorn/protocols/http/httptools_impl.py:500)",
-                "_Exchange.send (vl_serve/middleware.py:359)",
-            ],
-            None,
-        ),
-        (["__init__ (pydantic/main.py:250)", "parse_delta (plugins/patches.py:143)"], None),
-        (["load_general_plugins (vllm/plugins/__init__.py:60)"], None),
-        (["chat_completion_stream_generator (vllm/entrypoints/openai/serving.py:900)"], None),
-    ],
-    ids=[
-        "own-leaf",
-        "via-stdlib",
-        "plugin",
-        "under-uvicorn",
-        "under-pydantic",
-        "vllm-plugins",
-        "vllm",
-    ],
-)
-def test_profile_own_frame_stops_at_framework_code(leaf_first: list[str], own: str | None) -> None:
-    import profile_summary
-
-    frames = ["Runner.run (asyncio/runners.py:118)", *reversed(leaf_first)]
-    assert profile_summary.own_frame(frames) == own
 
 
 def test_process_cpu_ns_counts_every_thread_exited_ones_too() -> None:
@@ -355,41 +304,160 @@ def test_process_cpu_ns_counts_every_thread_exited_ones_too() -> None:
     import os
     import threading
 
-    import bench_servers
+    import bench_rounds
 
     def spin(seconds: float) -> None:
         end = time.thread_time() + seconds
         while time.thread_time() < end:
             pass
 
-    before = bench_servers.process_cpu_ns(os.getpid())
+    before = bench_rounds.process_cpu_ns(os.getpid())
     worker = threading.Thread(target=spin, args=(0.05,))
     worker.start()
     spin(0.05)
     worker.join()  # exited: its time stays counted
-    after = bench_servers.process_cpu_ns(os.getpid())
+    after = bench_rounds.process_cpu_ns(os.getpid())
     assert before is not None and after is not None
     assert 0.099e9 <= after - before < 5e9  # both threads' 50 ms (same clock as thread_time)
-    assert bench_servers.process_cpu_ns(2**22 + 12345) is None  # above the kernel's pid limit
+    assert bench_rounds.process_cpu_ns(2**22 + 12345) is None  # above the kernel's pid limit
 
 
 def test_cpu_clock_of_rounds_and_pools() -> None:
-    import bench_pool
-    import bench_servers
+    import bench_rounds
 
-    ns, ticks = bench_servers.API_CPU_CLOCK, bench_servers.TICKS_CLOCK
+    ns, ticks = bench_rounds.API_CPU_CLOCK, bench_rounds.TICKS_CLOCK
     assert bench.cpu_clock([{"api_cpu_clock": ns}, {"api_cpu_clock": ns}]) == ns
-    assert bench.cpu_clock([{"api_cpu_clock": ns}, {}]) == "mixed"  # no record: ticks
-    assert bench.cpu_clock([]) == "none"
+    assert bench.cpu_clock([{"api_cpu_clock": ns}, {"api_cpu_clock": ticks}]) == "mixed"
+    assert bench.cpu_clock([]) is None
 
-    def run(clock: str | None) -> dict:
+    def run(clock: str) -> dict:
         settings = {"variants": ["vl-serve", "vllm"], "baseline": "vllm", "concurrency": [16]}
-        if clock:
-            settings["api_cpu_clock"] = clock
+        settings["api_cpu_clock"] = clock
         rs = rounds("vllm", [1.0, 1.1], [10.0, 10.0], 10.0)
         rs += rounds("vl-serve", [1.0, 1.1], [10.5, 10.5], 11.0)
         return {"settings": settings, "environment": {"git_commit": "x"}, "rounds": rs}
 
-    assert bench_pool.pool([run(ns), run(ns)])["settings"]["api_cpu_clock"] == ns
-    assert bench_pool.pool([run(ns), run(None)])["settings"]["api_cpu_clock"] == "mixed"
-    assert bench_pool.pool([run(None)])["settings"]["api_cpu_clock"] == ticks
+    assert bench.pool([run(ns), run(ns)])["settings"]["api_cpu_clock"] == ns
+    assert bench.pool([run(ns), run(ns)])["warnings"] == []
+    mixed = bench.pool([run(ns), run(ticks)])
+    assert mixed["settings"]["api_cpu_clock"] == "mixed"
+    assert mixed["warnings"] == [f"API-server CPU measured with different clocks: {[ns, ticks]}"]
+
+
+class _StandInRounds:
+    """``bench_rounds.Rounds`` with stand-in servers: records what would be measured where."""
+
+    @staticmethod
+    def make(tmp_path: Path, **settings: object) -> object:
+        import argparse
+        import types
+
+        import bench_rounds
+
+        class StandIn(bench_rounds.Rounds):
+            cohorts = 0
+
+            def start_cohort(self, pool: object) -> dict:
+                self.cohorts += 1
+                return {
+                    n: types.SimpleNamespace(name=n, instance=self.cohorts - 1)
+                    for n in self.args.variants
+                }
+
+            def measure(self, server: object, rep: int, conc: int, warmup: bool = False) -> None:
+                name, instance = server.name, server.instance  # type: ignore[attr-defined]
+                self.rounds.append(
+                    {"variant": name, "rep": rep, "concurrency": conc, "instance": instance}
+                )
+
+        args = argparse.Namespace(
+            workdir=tmp_path,
+            variants=["vllm", "vl-serve", "vllm-b"],
+            concurrency=[1, 16],
+            reps=4,
+            cohort_reps=2,
+            order_seed=5,
+            time_budget=None,
+            cpu_layout="none",
+            smoke=False,
+        )
+        for key, value in settings.items():
+            setattr(args, key, value)
+        return StandIn(args, {}, "model", "/models/m")
+
+
+def test_cohorts_replace_every_server_every_cohort_reps_in_the_balanced_order(
+    tmp_path: Path,
+) -> None:
+    import time as time_
+
+    runner = _StandInRounds.make(tmp_path)
+    runner.run(time_.monotonic())  # type: ignore[attr-defined]
+    rs = runner.rounds  # type: ignore[attr-defined]
+    assert runner.cohorts == 2  # type: ignore[attr-defined]
+    # repetitions 0-1 on the first cohort of servers, 2-3 on the second
+    assert {(r["rep"], r["instance"]) for r in rs} == {(0, 0), (1, 0), (2, 1), (3, 1)}
+    orders = bench.round_orders(["vllm", "vl-serve", "vllm-b"], 4, 2, seed=5)
+    for rep in range(4):
+        for i, conc in enumerate([1, 16]):
+            measured = [r["variant"] for r in rs if r["rep"] == rep and r["concurrency"] == conc]
+            assert measured == orders[i][rep]
+    # every pair shares its repetition's servers: one server pair per cohort
+    cmp = bench.compare(
+        [
+            {**r, "request_throughput": 1.0, "median_ttft_ms": 1.0, "median_tpot_ms": 1.0}
+            for r in rs
+        ],
+        "vl-serve",
+        "vllm",
+        [1],
+    )["1"]
+    assert [p["servers"] for p in cmp["pairs"]] == [[0, 0], [0, 0], [1, 1], [1, 1]]
+
+
+def test_the_time_budget_stops_before_a_repetition_that_would_overrun(tmp_path: Path) -> None:
+    import time as time_
+
+    runner = _StandInRounds.make(tmp_path, time_budget=10.0)
+    runner.run(time_.monotonic() - 1000)  # type: ignore[attr-defined]
+    assert {r["rep"] for r in runner.rounds} == {0}  # type: ignore[attr-defined]
+    (note,) = runner.notes  # type: ignore[attr-defined]
+    assert note.startswith("time budget 10 s: 1 of 4 repetitions ran")
+
+
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+
+def test_make_bench_defaults_are_the_kept_evaluations_design() -> None:
+    """`make bench` (no options) repeats the design of the run kept in results/latest.json."""
+    import json
+
+    import bench as bench_cli
+
+    args = bench_cli.parse_args([])
+    kept = json.loads((RESULTS / "latest.json").read_text())["settings"]
+    assert args.variants == kept["variants"] == ["vllm", "vl-serve", "vllm-b"]
+    assert args.concurrency == kept["concurrency"]
+    assert {str(c): n for c, n in args.prompts.items()} == kept["prompts"]
+    assert (args.reps, args.cohort_reps) == (kept["reps"], kept["cohort_reps"])
+    assert (args.warmup_prompts, args.wake_requests) == (
+        kept["warmup_prompts"],
+        kept["wake_requests"],
+    )
+    smoke = bench_cli.parse_args(["--smoke"])
+    assert (smoke.variants, smoke.reps, smoke.concurrency) == (["vl-serve"], 2, [4])
+
+
+@pytest.mark.parametrize("name", ["latest.json", "pooled.json"])
+def test_the_kept_results_report_and_plot(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The result files the README quotes still read: the A/A arm's verdicts print, and (with
+    matplotlib) the plot renders."""
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "plot.png"
+    assert bench_report.main([str(RESULTS / name), "-o", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "vl-serve/vllm: median of per-pair figures" in out
+    assert "targets calibration " in out and "targets calibration-swapped " in out
+    assert png.stat().st_size > 10_000
