@@ -26,8 +26,9 @@ $(STAMP): pyproject.toml
 serve: install
 	$(BIN)/vl-serve $(if $(CONFIG),--config $(CONFIG))
 
+# The benchmark harness's smoke test takes about two minutes: `make bench-smoke` runs it.
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --ignore=tests/e2e/test_bench_smoke.py $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check vl_serve vl_serve_plugins tests benchmarks tools
@@ -41,7 +42,7 @@ bench: install
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 bench-smoke: install
-	$(BIN)/python benchmarks/bench.py --smoke $(BENCH_ARGS)
+	$(BIN)/python -m pytest -q tests/e2e/test_bench_smoke.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
