@@ -1,8 +1,10 @@
-"""vl-serve's vLLM plugin package (import name ``vl_serve_plugins``; source in ``plugins/``).
+"""vl-serve's vLLM plugin: reasoning parsers and the ERNIE-4.5-VL adapter, registered by name.
 
 vLLM calls :func:`register` once in every one of its processes through the
 ``vllm.general_plugins`` entry point. Nothing happens at import time: registrations are by
-"module:Class" strings and vLLM imports the classes lazily when they are selected.
+"module:Class" strings and vLLM imports the classes lazily when they are selected. What vl-serve
+changes in vLLM's own code is all in :mod:`vl_serve_plugins.patches`, applied by the classes that
+need it when vLLM builds them.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def register() -> None:
     for name, (module, cls) in REASONING_PARSERS.items():
         ReasoningParserManager.register_lazy_module(name, module, cls)
 
+    from vl_serve_plugins.ernie import ARCHITECTURE
     from vl_serve_plugins.ernie import register as register_ernie
 
     register_ernie()
@@ -37,5 +40,5 @@ def register() -> None:
     logging.getLogger("vllm.plugins.vl_serve").info(
         "vl-serve plugins registered: reasoning parsers %s; models %s",
         ", ".join(REASONING_PARSERS) or "-",
-        "Ernie4_5_VLMoeForConditionalGeneration",
+        ARCHITECTURE,
     )

@@ -1,4 +1,7 @@
-"""vl-serve's ERNIE-4.5-VL adapter without a server: config normalisation, registration, patch."""
+"""vl-serve's ERNIE-4.5-VL adapter without a server: config normalisation, registration.
+
+Its rotary-embedding patch is tested in test_patches.py.
+"""
 
 from __future__ import annotations
 
@@ -102,32 +105,6 @@ def test_registered_under_vllms_architecture_name() -> None:
     cls = ModelRegistry._try_load_model_cls("Ernie4_5_VLMoeForConditionalGeneration")
     assert cls is not None
     assert cls.__module__ == "vl_serve_plugins.ernie.model"
-
-
-def test_rope_cpu_patch_still_applies_and_fixes_the_call() -> None:
-    """vLLM 0.26-0.32: MRotaryEmbedding.forward_cpu passes offsets to ERNIE's forward_native."""
-    import torch
-    from vllm.model_executor.layers.rotary_embedding.ernie45_vl_rope import (
-        Ernie4_5_VLRotaryEmbedding,
-    )
-    from vllm.model_executor.layers.rotary_embedding.mrope import MRotaryEmbedding
-
-    import vl_serve_plugins.ernie.model  # noqa: F401  (applies the patch on import)
-    from vl_serve_plugins import patches
-
-    # The bug is still there in the installed vLLM (else drop the patch): the inherited
-    # forward_cpu forwards `offsets`, which ERNIE's forward_native does not take.
-    assert "offsets" in MRotaryEmbedding.forward_cpu.__code__.co_varnames
-    assert "offsets" not in Ernie4_5_VLRotaryEmbedding.forward_native.__code__.co_varnames
-    assert "forward_cpu" in Ernie4_5_VLRotaryEmbedding.__dict__  # patched
-    assert not patches.ernie45_vl_rope_cpu_needed()
-
-    rope = Ernie4_5_VLRotaryEmbedding.__new__(Ernie4_5_VLRotaryEmbedding)
-    calls: list[tuple[Any, ...]] = []
-    rope.forward_native = lambda *a: calls.append(a) or (a[1], a[2])  # type: ignore[method-assign]
-    q = torch.zeros(1, 32)
-    out = Ernie4_5_VLRotaryEmbedding.forward_cpu(rope, torch.zeros(3, 1, dtype=torch.long), q, q)
-    assert out[0] is q and len(calls[0]) == 3  # no offsets forwarded
 
 
 def test_tiny_model_is_native_format() -> None:

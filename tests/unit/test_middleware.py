@@ -10,7 +10,6 @@ import asyncio
 import copy
 import json
 import random
-import sys
 import types
 from collections.abc import Iterator
 from http import HTTPStatus
@@ -24,9 +23,11 @@ from pydantic import BaseModel, ConfigDict
 from starlette.testclient import TestClient
 
 from vl_serve import runtime
-from vl_serve.server import dialect
-from vl_serve.server.dialect import DialectError, SSERewriter, rewrite_reasoning, rewrite_request
+from vl_serve.server import dialect, errors
+from vl_serve.server.dialect import rewrite_request
+from vl_serve.server.errors import DialectError
 from vl_serve.server.middleware import DialectMiddleware
+from vl_serve.server.reasoning_content import SSERewriter, rewrite_reasoning
 
 REASONING = 'Step "one": \\ back\\\\slash, 中文, and "reasoning":"not a key" \U0001f600'
 CONTENT = 'The answer: {"reasoning":null} stays as text.'
@@ -430,7 +431,7 @@ def test_sse_whole_events_pass_through_as_is() -> None:
 
 
 def test_error_body_shape_and_sanitising() -> None:
-    status, body = dialect.error_body(
+    status, body = errors.error_body(
         400,
         'bad <object at 0x7f00deadbeef> in /work/main/vl_serve/media.py\n  File "/x.py", line 3, in f',
         "messages",
@@ -443,8 +444,8 @@ def test_error_body_shape_and_sanitising() -> None:
     assert err["error"]["param"] == "messages"
     for leak in ("0x7f", "/work/", "File ", "line 3"):
         assert leak not in err["error"]["message"]
-    assert dialect.error_body(403, "no")[1].count(b"PermissionDeniedError") == 1
-    assert dialect.error_body(99, "odd")[0] == 400
+    assert errors.error_body(403, "no")[1].count(b"PermissionDeniedError") == 1
+    assert errors.error_body(99, "odd")[0] == 400
 
 
 # --- through ASGI, with a vLLM-like app ---------------------------------------------------------
@@ -463,7 +464,7 @@ class CompletionRequest(BaseModel):
     prompt: str
 
 
-# What vLLM 0.26 answers to an image Pillow cannot identify (its message is the exception text).
+# A vLLM error built from exception text: Pillow's, for an image it cannot identify.
 LEAKY_MESSAGE = (
     "Failed to load image: cannot identify image file <_io.BytesIO object at 0x7f3c2a1b9e50> "
     "(/usr/lib/python3/site-packages/vllm/multimodal/image.py)\nTraceback (most recent call "
@@ -563,7 +564,7 @@ def client(
 ) -> tuple[TestClient, FastAPI, DialectMiddleware]:
     inner = vllm_like_app()
     mw = DialectMiddleware(inner, settings=settings(field, parser))
-    mw._media = media
+    mw.media = media
     return TestClient(mw), inner, mw
 
 
@@ -600,12 +601,12 @@ SCRUBBED = [
 @pytest.mark.parametrize(("doc", "expected"), SCRUBBED)
 def test_scrub_error_body(doc: Any, expected: Any) -> None:
     body = compact(doc)
-    out = dialect.scrub_error_body(body)
+    out = errors.scrub_error_body(body)
     if expected is None:
         assert out is body
     else:
         assert json.loads(out) == expected
-    assert dialect.scrub_error_body(b"not json {") == b"not json {"
+    assert errors.scrub_error_body(b"not json {") == b"not json {"
 
 
 @pytest.mark.parametrize(
@@ -769,7 +770,7 @@ def test_asgi_auth_answers_before_any_parsing_or_fetching() -> None:
         return await call_next(request)
 
     mw = DialectMiddleware(inner, settings=settings())
-    mw._media = media
+    mw.media = media
     tc = TestClient(mw)
     bad = {
         "messages": [{"role": "user", "content": [{"type": "image", "image": "http://a/b"}]}],
@@ -787,7 +788,6 @@ def test_add_middleware_like_vllm_reads_runtime_settings(monkeypatch: pytest.Mon
     try:
         app = vllm_like_app()
         app.add_middleware(DialectMiddleware)  # what vLLM does with --middleware
-        monkeypatch.setitem(sys.modules, "vl_serve.media", fake_media())
         resp = TestClient(app).post("/v1/chat/completions", json={"messages": MSG})
         message = resp.json()["choices"][0]["message"]
         assert "reasoning" not in message and message["reasoning_content"] == REASONING

@@ -7,7 +7,6 @@ the text held back as vLLM does for stop strings; non-streaming through ``Parser
 
 from __future__ import annotations
 
-import inspect
 import json
 import subprocess
 import sys
@@ -28,9 +27,6 @@ from vl_serve.builtin import build_qwen_tokenizer
 from vl_serve.builtin.ernie45_vl import build_ernie_tokenizer
 from vl_serve_plugins.reasoning.ernie45_vl import Ernie45VLReasoningParser
 from vl_serve_plugins.reasoning.qwen3_vl import Qwen3VLReasoningParser
-
-# vLLM 0.32 validates the parsers against the tokenizer at start-up; 0.26 takes no tokenizer.
-_GET_PARSER_TAKES_TOKENIZER = "tokenizer" in inspect.signature(ParserManager.get_parser).parameters
 
 # (token ids per delta, characters of text held back until the end: vLLM's stop-string buffer)
 DELTA_SHAPES = [(1, 0), (2, 0), (3, 0), (5, 0), (10_000, 0), (1, 6), (4, 3)]
@@ -59,9 +55,7 @@ def _request(case: ReasoningCase, stream: bool) -> ChatCompletionRequest:
 
 
 def _parser_cls(tok: Any, **kwargs: Any) -> Any:
-    if _GET_PARSER_TAKES_TOKENIZER:
-        kwargs["tokenizer"] = tok
-    parser_cls = ParserManager.get_parser(**kwargs)
+    parser_cls = ParserManager.get_parser(tokenizer=tok, **kwargs)
     assert parser_cls is not None
     return parser_cls
 
@@ -296,15 +290,14 @@ def test_tokenizer_without_think_end_fails_fast(parser_cls: type, name: str) -> 
     )
     with pytest.raises(ValueError, match=rf"'{name}'.*</think>"):
         parser_cls(tok)
-    if not _GET_PARSER_TAKES_TOKENIZER:
-        return
     vl_serve_plugins.register()  # (also when this test runs alone)
-    # vLLM 0.32 also builds the parser once at server start-up, naming the CLI flag.
+    # vLLM also builds the parser once at server start-up, naming the CLI flag.
     with pytest.raises(TypeError, match=rf"--reasoning-parser {name}.*</think>"):
         ParserManager.get_parser(reasoning_parser_name=name, tokenizer=tok)
 
 
-# --- the streaming fast path in vLLM's DelegatingParser.parse_delta (plugins/patches.py) --------
+# --- the fast path in vLLM's DelegatingParser.parse_delta gives vLLM's answers -------------------
+# (vl_serve_plugins/patches.py; tests/unit/test_patches.py checks that it applies and is taken.)
 
 
 def _vllm_parse_delta() -> Any:
@@ -340,31 +333,6 @@ def _stream_events(case: ReasoningCase, tok: Any, per_delta: int, holdback: int,
             )
         )
     return events
-
-
-def test_fast_parse_delta_still_applies(tokenizers: dict[str, Any], monkeypatch: Any) -> None:
-    """The installed vLLM is one the fast path was checked against, the first parser built turns
-    it on, and it is taken: vLLM's StreamState.advance runs only for the first and last delta."""
-    from vllm.parser.abstract_parser import DelegatingParser, StreamState
-
-    from vl_serve_plugins import patches
-
-    case = next(c for c in CASES if c.reasoning and c.content and c.parser == "qwen3_vl")
-    tok = tokenizers["qwen3_vl"]
-    _parser(case, tok)
-    assert getattr(DelegatingParser.parse_delta, "_vl_serve_fast", False), (
-        "vLLM's DelegatingParser.parse_delta or StreamState changed: check that the fast path in "
-        "plugins/patches.py still does what it does, then add its digests to _PARSE_DELTA_VERIFIED"
-    )
-    assert "fast_parse_delta" in patches._applied
-    assert not patches.fast_parse_delta_applies()  # applied once
-
-    calls = []
-    advance = StreamState.advance
-    monkeypatch.setattr(StreamState, "advance", lambda s, *a: calls.append(a) or advance(s, *a))
-    events = _stream_events(case, tok, 1, 0)
-    assert len(events) > 4
-    assert len(calls) == 2
 
 
 @pytest.mark.parametrize("include_reasoning", [True, False], ids=["reasoning", "no-reasoning"])

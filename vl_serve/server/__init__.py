@@ -1,0 +1,1 @@
+"""What runs in front of vLLM: the ASGI middleware, request dialect, response rewrite, errors."""

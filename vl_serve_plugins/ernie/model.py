@@ -13,7 +13,9 @@ native format (``model_type: ernie4_5_vl_moe``, ``Ernie4_5_VLMoeProcessor``):
   ``<|image@placeholder|>`` / ``<|video@placeholder|>`` of the prompt into
   ``<|IMAGE_PLACEHOLDER|>`` tokens, as with the remote processor;
 - weights saved by transformers' native class (``model.vision_model.*``) load like the remote
-  checkpoints' top-level ``vision_model.*``.
+  checkpoints' top-level ``vision_model.*``;
+- vLLM's ERNIE rotary embedding gets the ``forward_cpu`` it lacks before the layers are built
+  (:func:`vl_serve_plugins.patches.apply_ernie45_vl_rope_cpu`).
 
 This module is imported by vLLM only when an ERNIE-4.5-VL model is selected.
 """
@@ -40,10 +42,8 @@ from vllm.multimodal.parse import MultiModalDataItems
 from vllm.multimodal.processing import BaseMultiModalProcessor, PromptReplacement, PromptUpdate
 from vllm.multimodal.processing.processor import HFMultiModalInputs
 
-from vl_serve_plugins import patches
 from vl_serve_plugins.ernie.config import is_native, normalize_config
-
-patches.apply_ernie45_vl_rope_cpu()
+from vl_serve_plugins.patches import apply_ernie45_vl_rope_cpu
 
 IMAGE_PROMPT_PLACEHOLDER = "<|image@placeholder|>"
 VIDEO_PROMPT_PLACEHOLDER = "<|video@placeholder|>"
@@ -181,5 +181,7 @@ class VLServeErnie45VLForConditionalGeneration(Ernie4_5_VLMoeForConditionalGener
     )
 
     def __init__(self, vllm_config: VllmConfig, prefix: str = "") -> None:
+        # Before super() builds the layers: each binds its platform method when it is built.
+        apply_ernie45_vl_rope_cpu()
         normalize_config(vllm_config.model_config.hf_config)
         super().__init__(vllm_config=vllm_config, prefix=prefix)

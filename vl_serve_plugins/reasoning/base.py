@@ -1,4 +1,4 @@
-"""Shared machinery of vl-serve's reasoning parsers (vLLM 0.26 to 0.32).
+"""Base of vl-serve's reasoning parsers: vLLM's thinking parser, robust to VL chat templates.
 
 vLLM's serving layer wraps a reasoning parser in a ``Parser``; per request it
 
@@ -9,7 +9,7 @@ vLLM's serving layer wraps a reasoning parser in a ``Parser``; per request it
    these parsers set ``engine_based_streaming``); once that is True it hands the rest of the stream
    to the tool parser, or passes it through as content, and stops calling the reasoning parser;
 3. for a non-streamed reply calls ``extract_reasoning(text, request)``;
-4. 0.32 only: ``count_reasoning_tokens(output_ids)`` for ``usage.completion_tokens_details``.
+4. ``count_reasoning_tokens(output_ids)`` for ``usage.completion_tokens_details``.
 
 The engine core (structured outputs) builds its own instance per request with the same
 ``chat_template_kwargs`` and calls ``is_reasoning_end(prompt_ids)`` and, per decode step,
@@ -21,236 +21,26 @@ every delta when no (legacy) tool parser is configured. It also lets the stream 
 parser after ``</think>`` until the answer proper starts, which is what strips ERNIE's
 ``<response>`` wrapper in streaming as well.
 
-Splitting is text-driven, with token ids as the trigger: a delta whose ids hold no marker token
-is classified in O(1) by the current state; markers are located in the text only when their id
-arrived. Text may lag its ids (stop-string hold-back, incomplete UTF-8), so a marker whose id came
-but whose text has not is waited for, holding back at most ``len(marker) - 1`` characters.
+The split itself, the same for streaming and non-streaming, is :mod:`.splitter`'s state machine.
 """
 
 from __future__ import annotations
 
-import enum
 import operator
-import re
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any, ClassVar
 
+from vllm.entrypoints.generate.base.protocol import DeltaMessage
 from vllm.reasoning.basic_parsers import BaseThinkingReasoningParser
 
-# The only import that moved between the supported vLLM versions.
-try:  # vLLM 0.32
-    from vllm.entrypoints.generate.base.protocol import DeltaMessage
-except ImportError:  # vLLM 0.26
-    from vllm.entrypoints.openai.engine.protocol import DeltaMessage
+from vl_serve_plugins.patches import apply_reasoning_patches
+from vl_serve_plugins.reasoning.splitter import Splitter, State, marker_tables
 
 __all__ = ["DeltaMessage", "VLThinkingReasoningParser"]
 
 # How far back from the end of the prompt to look for the generation prompt's think markers.
 _PROMPT_TAIL = 32
-
-
-class _State(enum.IntEnum):
-    UNDECIDED = 0  # nothing generated yet and no think block opened: the model may open one
-    REASONING = 1
-    AFTER_THINK = 2  # after </think> (or </response>): newlines dropped until the answer starts
-    RESPONSE = (
-        3  # inside ERNIE's <response>...</response>: content, wrapper and its newlines dropped
-    )
-    CONTENT = 4  # the answer proper: all content, handed back to vLLM in streaming
-
-
-class _Splitter:
-    """One pass over one model output: text in, (reasoning, content) out.
-
-    The same state machine serves streaming and non-streaming, so both give the same split.
-    """
-
-    __slots__ = ("held", "out_c", "out_r", "partial", "pending", "started", "state", "t", "thought")
-
-    # It holds the parser's tables, not the parser: no reference cycle, so a request's parsers
-    # (vLLM builds two) are freed when the request ends, not by the next garbage collection.
-    def __init__(self, tables: _Tables, state: _State) -> None:
-        self.t = tables
-        self.state = state
-        self.thought = state is _State.REASONING
-        self.pending: deque[str] = deque()  # markers whose id arrived but whose text has not
-        self.partial = ""  # held-back text that may be the start of pending[0]
-        self.held = ""  # held-back whitespace (UNDECIDED) or newlines (RESPONSE)
-        self.started = False  # RESPONSE: first non-newline character seen
-        self.out_r = ""
-        self.out_c = ""
-
-    # -- input --------------------------------------------------------------------------------
-
-    def feed_marked(self, text: str, marker_ids: Iterable[int]) -> None:
-        """Streaming: ``text`` is the delta text; ``marker_ids`` the marker ids among its ids."""
-        strings = self.t.marker_strings
-        self.pending.extend(strings[i] for i in marker_ids)
-        text = self.partial + text
-        self.partial = ""
-        while self.pending:
-            if self.state is _State.CONTENT:
-                # The answer started: markers are plain text from here on.
-                self.pending.clear()
-                break
-            marker = self.pending[0]
-            at = text.find(marker)
-            if at < 0:
-                keep = _prefix_overlap(text, marker)
-                if keep:
-                    self.partial = text[-keep:]
-                    text = text[:-keep]
-                break
-            self.plain(text[:at])
-            self.marker(marker)
-            self.pending.popleft()
-            text = text[at + len(marker) :]
-        self.plain(text)
-
-    def feed_text(self, text: str) -> None:
-        """Non-streaming: every occurrence of a marker string is a marker."""
-        pieces = self.t.marker_re.split(text)
-        self.plain(pieces[0])
-        for i in range(1, len(pieces), 2):
-            self.marker(pieces[i])
-            self.plain(pieces[i + 1])
-
-    def finish(self) -> None:
-        """End of output: release whatever was held back."""
-        self.pending.clear()
-        partial, self.partial = self.partial, ""
-        self.plain(partial)
-        held, self.held = self.held, ""
-        if held:
-            if self.state is _State.REASONING:
-                self.out_r += held
-            else:
-                self.out_c += held
-
-    def take(self) -> tuple[str, str]:
-        out = (self.out_r, self.out_c)
-        self.out_r = self.out_c = ""
-        return out
-
-    # -- state machine ------------------------------------------------------------------------
-
-    def plain(self, text: str) -> None:
-        if not text:
-            return
-        state = self.state
-        if state is _State.REASONING:
-            self.out_r += text
-        elif state is _State.CONTENT:
-            self.out_c += text
-        elif state is _State.AFTER_THINK:
-            text = text.lstrip("\n")
-            if text:
-                self.state = _State.CONTENT
-                self.out_c += text
-        elif state is _State.UNDECIDED:
-            text = self.held + text
-            if text.isspace():
-                self.held = text
-            else:
-                self.held = ""
-                self.state = _State.CONTENT
-                self.out_c += text
-        else:  # RESPONSE
-            if not self.started:
-                text = text.lstrip("\n")
-                if not text:
-                    return
-                self.started = True
-            body = text.rstrip("\n")
-            if body:
-                self.out_c += self.held + body
-                self.held = text[len(body) :]
-            else:
-                self.held += text
-
-    def marker(self, marker: str) -> None:
-        t = self.t
-        state = self.state
-        if marker == t.start_token:
-            if state is _State.REASONING:
-                return  # a repeated <think> inside reasoning is dropped
-            if state is _State.UNDECIDED:
-                self.held = ""
-                self.state = _State.REASONING
-                self.thought = True
-                return
-        elif marker == t.end_token:
-            if state is _State.REASONING or state is _State.UNDECIDED:
-                self.state = _State.AFTER_THINK
-                self.thought = True
-                return
-            if state is _State.AFTER_THINK:
-                return  # a duplicate </think> is dropped
-        elif marker == t.response_start_token:
-            if state is _State.AFTER_THINK:
-                self.state = _State.RESPONSE
-                self.started = False
-                return
-        elif marker == t.response_end_token and state is _State.RESPONSE:
-            self.held = ""
-            self.state = _State.AFTER_THINK
-            return
-        self.plain(marker)
-
-
-def _prefix_overlap(text: str, marker: str) -> int:
-    """Length of the longest suffix of ``text`` that is a proper prefix of ``marker``."""
-    for k in range(min(len(text), len(marker) - 1), 0, -1):
-        if marker.startswith(text[-k:]):
-            return k
-    return 0
-
-
-class _Tables:
-    """What a parser class needs of one tokenizer: marker ids and strings, the marker regex."""
-
-    __slots__ = (
-        "boundary_ids",
-        "end_token",
-        "marker_ids",
-        "marker_re",
-        "marker_strings",
-        "markers_special",
-        "response_end_token",
-        "response_start_token",
-        "start_token",
-        "tokenizer",
-        "vocab",
-    )
-
-    def __init__(self, parser: VLThinkingReasoningParser, tokenizer: Any) -> None:
-        vocab = tokenizer.get_vocab()
-        needed = [parser.start_token, parser.end_token]
-        needed += [t for t in (parser.response_start_token, parser.response_end_token) if t]
-        missing = [t for t in needed if t not in vocab]
-        if missing:
-            raise ValueError(
-                f"reasoning parser {parser.parser_name!r} ({type(parser).__name__}) needs the "
-                f"token(s) {', '.join(missing)}, which the model's tokenizer lacks"
-            )
-        self.start_token: str = parser.start_token
-        self.end_token: str = parser.end_token
-        self.response_start_token: str | None = parser.response_start_token
-        self.response_end_token: str | None = parser.response_end_token
-        self.tokenizer = tokenizer  # kept alive, so that its id() (the cache key) stays its own
-        self.vocab = vocab
-        self.marker_strings: dict[int, str] = {vocab[t]: t for t in needed}
-        self.marker_ids = frozenset(self.marker_strings)
-        self.marker_re = _marker_regex(tuple(needed))
-        self.boundary_ids = frozenset(vocab[t] for t in parser.turn_boundary_tokens if t in vocab)
-        special = set(getattr(tokenizer, "all_special_ids", ()) or ())
-        self.markers_special = not special.isdisjoint(self.marker_ids)
-
-
-# (parser class, id(tokenizer)) -> its tables. A server has one tokenizer; tests build a few.
-_TABLES: dict[tuple[type, int], _Tables] = {}
 
 
 class VLThinkingReasoningParser(BaseThinkingReasoningParser):
@@ -277,14 +67,11 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
     vl_serve_fast_stream: ClassVar[bool] = True
 
     def __init__(self, tokenizer: Any, *args: Any, **kwargs: Any) -> None:
-        if not _patched:
-            _patch_vllm()
+        # The first parser is built at server start-up (vLLM checks the tokenizer with it).
+        apply_reasoning_patches()
         # vLLM builds two parsers per chat request (one to check the prompt, one for the
         # stream): what depends only on the class and the tokenizer is worked out once.
-        tables = _TABLES.get((type(self), id(tokenizer)))
-        if tables is None:
-            tables = _Tables(self, tokenizer)
-            _TABLES[(type(self), id(tokenizer))] = tables
+        tables = marker_tables(self, tokenizer)
         self._tables = tables
         self.__dict__["vocab"] = tables.vocab  # the base class's cached ``vocab``
         super().__init__(tokenizer, *args, **kwargs)
@@ -300,7 +87,7 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
         if self.thinking is None:
             self.thinking = self.default_thinking
         self._prompt_marker: int | None = None  # set by adjust_initial_state_from_prompt
-        self._stream = _Splitter(self._tables, self._initial_state())
+        self._stream = Splitter(self._tables, self._initial_state())
         self._thought: bool | None = None  # whether the last parsed output had reasoning
 
     # -- configuration --------------------------------------------------------------------------
@@ -310,12 +97,12 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
         value = chat_template_kwargs.get("enable_thinking")
         return None if value is None else bool(value)
 
-    def _initial_state(self) -> _State:
+    def _initial_state(self) -> State:
         if self._prompt_marker == self.start_token_id:
-            return _State.REASONING  # the template opened the think block
+            return State.REASONING  # the template opened the think block
         if self._prompt_marker == self.end_token_id or self.thinking is False:
-            return _State.CONTENT
-        return _State.REASONING if self.thinking else _State.UNDECIDED
+            return State.CONTENT
+        return State.REASONING if self.thinking else State.UNDECIDED
 
     def _prompt_think_marker(self, prompt_ids: Sequence[int]) -> int | None:
         """The last think marker of the generation prompt, ignoring earlier turns."""
@@ -344,7 +131,7 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
     def adjust_initial_state_from_prompt(self, prompt_token_ids: Sequence[int]) -> None:
         self._prompt_marker = self._prompt_think_marker(prompt_token_ids)
         if not self._stream.out_r and not self._stream.out_c:
-            self._stream = _Splitter(self._tables, self._initial_state())
+            self._stream = Splitter(self._tables, self._initial_state())
 
     # -- streaming ----------------------------------------------------------------------------
 
@@ -371,9 +158,9 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
             hit = not markers.isdisjoint(delta_token_ids)
         if not hit and not s.pending and not s.partial:
             # Fast path: the delta is entirely in the current state.
-            if s.state is _State.REASONING:
+            if s.state is State.REASONING:
                 return DeltaMessage(reasoning=delta_text) if delta_text else None
-            if s.state is _State.CONTENT:
+            if s.state is State.CONTENT:
                 return DeltaMessage(content=delta_text) if delta_text else None
             s.plain(delta_text)
         else:
@@ -386,7 +173,7 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
         return DeltaMessage(reasoning=reasoning or None, content=content or None)
 
     def has_engine_confirmed_reasoning_end(self) -> bool:
-        return self._stream.state is _State.CONTENT
+        return self._stream.state is State.CONTENT
 
     def finish_streaming(self) -> DeltaMessage | None:
         s = self._stream
@@ -401,7 +188,7 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
         end = self.end_token_id
         if end in input_ids:
             return input_ids[input_ids.index(end) + 1 :]
-        return input_ids if self._stream.state is _State.CONTENT else []
+        return input_ids if self._stream.state is State.CONTENT else []
 
     # -- non-streaming ------------------------------------------------------------------------
 
@@ -414,7 +201,7 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
                 thinking = from_request
         marker = self._prompt_marker  # known only if this instance also saw the prompt
         if marker == self.start_token_id or (marker is None and thinking):
-            state = _State.REASONING
+            state = State.REASONING
         elif marker == self.end_token_id or thinking is False:
             self._thought = False
             return None, model_output or None
@@ -424,8 +211,8 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
             end_at = model_output.find(self.end_token)
             start_at = model_output.find(self.start_token)
             opened = end_at >= 0 and not 0 <= start_at < end_at
-            state = _State.REASONING if opened else _State.UNDECIDED
-        s = _Splitter(self._tables, state)
+            state = State.REASONING if opened else State.UNDECIDED
+        s = Splitter(self._tables, state)
         s.feed_text(model_output)
         s.finish()
         self._thought = s.thought
@@ -437,10 +224,8 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
         thought = self._thought
         if thought is None:  # nothing parsed yet: decide from the ids
             state = self._initial_state()
-            thought = state is _State.REASONING or (
-                state is _State.UNDECIDED
-                and bool(token_ids)
-                and token_ids[0] == self.start_token_id
+            thought = state is State.REASONING or (
+                state is State.UNDECIDED and bool(token_ids) and token_ids[0] == self.start_token_id
             )
         if not thought or not token_ids:
             return 0
@@ -449,36 +234,3 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
         except ValueError:
             end = len(token_ids)
         return end - operator.countOf(islice(token_ids, end), self.start_token_id)
-
-
-_patched = False
-
-
-def _patch_vllm() -> None:
-    """Once per process, when the first parser is built (vLLM builds one at start-up to check the
-    tokenizer): the streaming fast path of ``patches.apply_fast_parse_delta``."""
-    global _patched
-    _patched = True
-    import logging
-
-    from vl_serve_plugins.patches import apply_fast_parse_delta
-
-    log = logging.getLogger("vllm.plugins.vl_serve")
-    try:
-        applied = apply_fast_parse_delta()
-    except Exception:  # a speed-up only: vLLM's own method keeps working
-        log.warning("vl-serve: fast per-delta path not applied", exc_info=True)
-        return
-    if applied:
-        log.info("vl-serve: fast per-delta path in vLLM's DelegatingParser.parse_delta is on")
-
-
-_regex_cache: dict[tuple[str, ...], re.Pattern[str]] = {}
-
-
-def _marker_regex(markers: tuple[str, ...]) -> re.Pattern[str]:
-    pattern = _regex_cache.get(markers)
-    if pattern is None:
-        pattern = re.compile("(" + "|".join(re.escape(m) for m in markers) + ")")
-        _regex_cache[markers] = pattern
-    return pattern
