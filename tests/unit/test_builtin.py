@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import threading
 import time
@@ -125,41 +124,3 @@ def test_a_failed_build_leaves_nothing_behind(cache: Path, monkeypatch: pytest.M
         registry.ensure_built("tiny-qwen3-vl")
     assert not registry.model_dir("tiny-qwen3-vl").exists()
     assert [p.name for p in cache.iterdir()] == [f"tiny-qwen3-vl-v{registry.BUILDER_VERSION}.lock"]
-
-
-def _imports(path: Path, package: str) -> set[str]:
-    """The vl_serve modules a file imports, function-level imports included."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            base = node.module if node.level == 0 else f"{package}.{node.module}"
-            found.add(base)
-            found |= {f"{base}.{alias.name}" for alias in node.names}
-    return {name for name in found if name.startswith("vl_serve")}
-
-
-def test_launcher_and_builtin_modules_import_no_cycle() -> None:
-    """No module reaches itself through imports, not even through one inside a function."""
-    files = [*(REPO / "vl_serve").glob("*.py"), *(REPO / "vl_serve" / "builtin").glob("*.py")]
-    modules: dict[str, Path] = {}
-    for path in files:
-        parts = path.relative_to(REPO).with_suffix("").parts
-        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    graph = {}
-    for name, path in modules.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        graph[name] = {m for m in _imports(path, package) if m in modules and m != name}
-    # `from vl_serve.builtin import x` in a builtin submodule is an edge to the package's
-    # __init__, which imports its submodules: such a pair is a cycle and is reported.
-    for name in modules:
-        stack, seen = [(name, [name])], set()
-        while stack:
-            node, trail = stack.pop()
-            for nxt in graph[node]:
-                if nxt == name:
-                    pytest.fail("import cycle: " + " -> ".join([*trail, nxt]))
-                if nxt not in seen:
-                    seen.add(nxt)
-                    stack.append((nxt, [*trail, nxt]))
