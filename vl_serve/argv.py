@@ -11,10 +11,12 @@ import argparse
 import functools
 import json
 import math
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from vl_serve.config import VLServeConfig
-from vl_serve.errors import ConfigError
+from vl_serve.errors import ConfigError, raise_all
 
 # Schema fields that map one-to-one onto the vLLM flag of the same name.
 DIRECT_FIELDS = (
@@ -30,23 +32,36 @@ DIRECT_FIELDS = (
     "limit_mm_per_prompt",
 )
 
-# vLLM destinations that a schema field owns, and the field to use instead.
+
+def _use(field: str) -> str:
+    return f"set this with the field '{field}' instead"
+
+
+# Every vLLM destination vl-serve sets itself or through a schema field, and the fix to print when
+# vllm_args names it: a second value would silently win over (or fight with) vl-serve's.
 OWNED = {
-    **{name: name for name in DIRECT_FIELDS},
-    "model": "model",
-    "model_tag": "model",
-    "served_model_name": "served_model_name",
-    "trust_remote_code": "trust_remote_code",
-    "host": "server.host",
-    "port": "server.port",
-    "api_key": "server.api_key_env",
-    "reasoning_parser": "reasoning.parser",
-    "allowed_media_domains": "media.allowed_domains",
-    "allowed_local_media_path": "media.allowed_local_media_path",
-    "mm_processor_kwargs": "mm_processor_kwargs",
-    "media_io_kwargs": "media_io_kwargs",
-    "middleware": "(set by vl-serve)",
+    **{name: _use(name) for name in DIRECT_FIELDS},
+    "model": _use("model"),
+    "model_tag": _use("model"),
+    "served_model_name": _use("served_model_name"),
+    "trust_remote_code": _use("trust_remote_code"),
+    "mm_processor_kwargs": _use("mm_processor_kwargs"),
+    "media_io_kwargs": _use("media_io_kwargs"),
+    "host": _use("server.host"),
+    "port": _use("server.port"),
+    "api_key": _use("server.api_key_env") + " (the key never goes in the file or the argv)",
+    "reasoning_parser": _use("reasoning.parser"),
+    "allowed_media_domains": _use("media.allowed_domains") + " (vl-serve fetches media itself)",
+    "allowed_local_media_path": _use("media.allowed_local_media_path"),
+    "trust_request_mm_kwargs": _use("media.trust_request_mm_kwargs"),
+    "middleware": "vl-serve sets this itself (its middleware checks every request); remove it",
+    "config": (
+        "vLLM's --config file would set flags past vl-serve's checks; write its settings in "
+        "this vl-serve YAML (its fields, or vllm_args)"
+    ),
 }
+# A value vLLM's parser would read as an option of its own (``--api-key``, ``-O3``), not a number.
+_OPTION_LIKE = re.compile(r"-(?![0-9.])")
 
 MIDDLEWARE = "vl_serve.server.middleware.DialectMiddleware"
 # A reserved name (RFC 2606) that no URL can usefully name: vLLM's own fetcher allows nothing.
@@ -136,11 +151,72 @@ def _field_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def vllm_args_argv(
+    vllm_args: Mapping[str, Any], *, check: bool = True
+) -> tuple[list[str], list[ConfigError]]:
+    """``vllm_args`` as vLLM flags, and one mistake for each entry that cannot be passed on.
+
+    Refused: keys vl-serve owns (:data:`OWNED`), values vLLM would read as a flag of their own
+    (``[a, --api-key, k]`` would set one past this check) and, with ``check`` (imports vLLM), keys
+    vLLM's parser does not know. ``default_chat_template_kwargs`` is left to :func:`build_argv`,
+    which merges it with ``reasoning.default_enable_thinking``.
+    """
+    unowned = any(key.replace("-", "_") not in OWNED for key in vllm_args)
+    actions = _actions_by_dest(vllm_parser()) if check and unowned else {}
+    argv: list[str] = []
+    errors: list[ConfigError] = []
+    for key, value in vllm_args.items():
+        dest = key.replace("-", "_")
+        field = f"vllm_args.{key}"
+        if dest == "default_chat_template_kwargs":
+            continue
+        if dest in OWNED:
+            errors.append(ConfigError(field, value, OWNED[dest]))
+            continue
+        action = actions.get(dest)
+        if check and action is None:
+            fix = f"Unknown vLLM argument '{key}'; see `vllm serve --help`"
+            errors.append(ConfigError(field, value, fix))
+            continue
+        rendered = _render(_flag(action) if action else _field_flag(dest), value, action)
+        options = [token for token in rendered[1:] if _OPTION_LIKE.match(token)]
+        if options:
+            fix = (
+                f"vLLM would read {options[0]!r} as a flag of its own; no value may start with '-'"
+            )
+            errors.append(ConfigError(field, value, fix))
+            continue
+        argv += rendered
+    return argv, errors
+
+
+def _chat_template_kwargs(cfg: VLServeConfig) -> tuple[dict[str, Any] | None, list[ConfigError]]:
+    """vllm_args' default_chat_template_kwargs with reasoning.default_enable_thinking merged in."""
+    merged: dict[str, Any] = {}
+    errors: list[ConfigError] = []
+    for key, value in cfg.vllm_args.items():
+        if key.replace("-", "_") != "default_chat_template_kwargs":
+            continue
+        if isinstance(value, dict):
+            merged.update(value)
+        else:
+            errors.append(
+                ConfigError(
+                    f"vllm_args.{key}", value, "must be a mapping of chat template arguments"
+                )
+            )
+    if cfg.reasoning.default_enable_thinking is not None:
+        # Reaches the chat template and the reasoning parser; a request's own value wins.
+        merged["enable_thinking"] = cfg.reasoning.default_enable_thinking
+    return merged or None, errors
+
+
 def build_argv(cfg: VLServeConfig, model_path: str, *, check: bool = True) -> list[str]:
     """The ``vllm serve`` arguments for a config (without the program name).
 
-    ``check`` validates ``vllm_args`` against vLLM's parser and parses the full argv with it.
-    The API key is never part of the argv: it reaches vLLM as the VLLM_API_KEY environment variable.
+    ``check`` validates ``vllm_args`` against vLLM's parser and parses the full argv with it;
+    every mistake found is in the one ConfigError raised. The API key is never part of the argv:
+    it reaches vLLM as the VLLM_API_KEY environment variable.
     """
     argv: list[str] = [model_path]
     names = cfg.served_model_names()
@@ -156,44 +232,25 @@ def build_argv(cfg: VLServeConfig, model_path: str, *, check: bool = True) -> li
     argv += _render("--media-io-kwargs", io_kwargs, None)
     if cfg.trust_remote_code:
         argv.append("--trust-remote-code")
+    if cfg.media.trust_request_mm_kwargs:
+        argv.append("--trust-request-mm-kwargs")
     argv += ["--host", cfg.server.host, "--port", str(cfg.server.port)]
     if cfg.reasoning.parser:
         argv += ["--reasoning-parser", cfg.reasoning.parser]
-    template_kwargs = dict(cfg.vllm_args.get("default_chat_template_kwargs") or {})
-    if cfg.reasoning.default_enable_thinking is not None:
-        # Reaches the chat template and the reasoning parser; a request's own value wins.
-        template_kwargs["enable_thinking"] = cfg.reasoning.default_enable_thinking
-    argv += _render("--default-chat-template-kwargs", template_kwargs or None, None)
+    template_kwargs, errors = _chat_template_kwargs(cfg)
+    argv += _render("--default-chat-template-kwargs", template_kwargs, None)
     # vl-serve's middleware fetches and checks every media item and hands vLLM data: URLs, so
     # vLLM itself may fetch nothing (a backstop should anything slip past the middleware) and
     # reads no local file (no --allowed-local-media-path).
     argv += ["--allowed-media-domains", NO_FETCH_DOMAIN]
     argv += ["--middleware", MIDDLEWARE]
-
-    if not check:
-        for key, value in cfg.vllm_args.items():
-            if key.replace("-", "_") == "default_chat_template_kwargs":
-                continue
-            argv += _render(_field_flag(key.replace("-", "_")), value, None)
-        return argv
-
-    parser = vllm_parser()
-    actions = _actions_by_dest(parser)
-    for key, value in cfg.vllm_args.items():
-        dest = key.replace("-", "_")
-        field = f"vllm_args.{key}"
-        if dest == "default_chat_template_kwargs":
-            continue  # merged above with reasoning.default_enable_thinking
-        if dest in OWNED:
-            raise ConfigError(field, value, f"set this with the field '{OWNED[dest]}' instead")
-        action = actions.get(dest)
-        if action is None:
-            raise ConfigError(
-                field, value, f"Unknown vLLM argument '{key}'; see `vllm serve --help`"
-            )
-        argv += _render(_flag(action), value, action)
-    try:
-        parser.parse_args(argv)
-    except _ParserError as exc:
-        raise ConfigError("vllm_args", None, f"vLLM rejects the arguments: {exc}") from None
+    extra, arg_errors = vllm_args_argv(cfg.vllm_args, check=check)
+    argv += extra
+    errors += arg_errors
+    if check:
+        try:
+            vllm_parser().parse_args(argv)
+        except _ParserError as exc:
+            errors.append(ConfigError("vllm_args", None, f"vLLM rejects the arguments: {exc}"))
+    raise_all(errors)
     return argv

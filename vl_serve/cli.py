@@ -2,13 +2,13 @@
 
     vl-serve [serve] [--config FILE] [--host H] [--port P]   serve (default: the embedded tiny model)
     vl-serve print-args [--config FILE] [--json]             the exact ``vllm serve`` arguments
-    vl-serve check [CONFIG | --config FILE]                  validate: exit 0, or 2 and one line
+    vl-serve check [CONFIG | --config FILE]                  validate: exit 0, or 2, a line per mistake
     vl-serve build-model [NAME]                              build embedded tiny models into the cache
     vl-serve schema [--json]                                 the config reference (docs/config.md)
 
 ``serve`` is the default command, so ``vl-serve`` and ``vl-serve --config FILE`` serve. Config
-mistakes print one line (file, field, value, fix) and exit 2, never a traceback; argparse's usage
-errors (a stray or unknown argument) exit 2 as well.
+mistakes print one line each (file, field, value, fix), every one found, and exit 2, never a
+traceback; argparse's usage errors (a stray or unknown argument) exit 2 as well.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from vl_serve import __version__, launch
+from vl_serve import __version__, launch, loading
 from vl_serve import builtin as builtin_models
-from vl_serve.config import VLServeConfig, load
-from vl_serve.errors import EXIT_CONFIG, ConfigError
+from vl_serve.config import VLServeConfig, from_dict
+from vl_serve.errors import EXIT_CONFIG, ConfigError, raise_all
 
 log = logging.getLogger("vl_serve")
 
@@ -81,7 +81,7 @@ def parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check",
         parents=[config],
-        help="validate a config: exit 0, or 2 and one line naming the mistake",
+        help="validate a config: exit 0, or 2 and one line per mistake",
         description="Validate a config with vl-serve's schema and vLLM's own argument parser.",
     )
     check.add_argument(
@@ -124,47 +124,74 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def load_config(args: argparse.Namespace) -> tuple[VLServeConfig, str]:
-    """The config the command runs (the file, or the embedded default) and its source name."""
+def load_config(args: argparse.Namespace, *, secrets: bool = False) -> tuple[VLServeConfig, str]:
+    """The config the command runs (the file, or the embedded default) and its source name.
+
+    A file that fails validation is checked further as far as it can be (``vllm_args``, and
+    with ``secrets`` the API-key variables), so that the ConfigError lists every mistake.
+    """
     path = args.config or default_config()
-    cfg = load(path)
+    source = str(path)
+    errors: list[ConfigError] = []
+    if args.port is not None and not 1 <= args.port <= 65535:
+        errors.append(
+            ConfigError("--port", args.port, "must be between 1 and 65535", "<command line>")
+        )
+    data = loading.read_yaml(path)
+    try:
+        cfg = from_dict(data, source)
+    except ConfigError as err:
+        with contextlib.redirect_stdout(sys.stderr):  # may import vLLM (see _checked_launch)
+            more = launch.unvalidated_mistakes(data, secrets=secrets)
+        found = ConfigError.many([err, *more]).with_source(source) if more else err
+        raise ConfigError.many([found, *errors]) from None
+    raise_all(errors)
     overrides: dict[str, object] = {}
     if args.host:
         overrides["host"] = args.host
     if args.port is not None:
-        if not 1 <= args.port <= 65535:
-            raise ConfigError("--port", args.port, "must be between 1 and 65535", "<command line>")
         overrides["port"] = args.port
     if overrides:
         cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update=overrides)})
-    return cfg, str(path)
+    return cfg, source
+
+
+def _checked_launch(
+    cfg: VLServeConfig, source: str, *, secrets: bool, build: bool
+) -> launch.Launch:
+    """The launch of a validated config; every mistake left (keys, arguments) in one ConfigError.
+
+    With a key variable missing, the launch is checked without building the model: it would be
+    refused anyway.
+    """
+    errors: list[ConfigError] = []
+    if secrets:
+        errors += launch.missing_secrets(cfg.server)
+    try:
+        # vLLM < 0.32 logs to stdout from its import on: keep stdout for the answer
+        with contextlib.redirect_stdout(sys.stderr):
+            plan = launch.prepare(cfg, build=build and not errors)
+    except ConfigError as err:
+        errors.append(err)
+    if errors:
+        raise ConfigError.many(errors).with_source(source)
+    return plan
 
 
 def plan_serve(args: argparse.Namespace) -> tuple[VLServeConfig, launch.Launch]:
     """What ``serve`` execs: the config and its launch, checked (a builtin model is built)."""
-    cfg, source = load_config(args)
+    cfg, source = load_config(args, secrets=True)
     if args.config is None:
         log.warning(DEMO_NOTICE, cfg.model)
-    try:
-        launch.secret_env(cfg)
-        plan = launch.prepare(cfg, build=True)
-    except ConfigError as err:
-        raise err.with_source(source) from None
-    return cfg, plan
+    return cfg, _checked_launch(cfg, source, secrets=True, build=True)
 
 
 def _inspect(args: argparse.Namespace) -> int:
     """``check`` and ``print-args``: the launch without building or starting anything."""
-    cfg, source = load_config(args)
-    try:
-        if args.command == "check":
-            launch.secret_env(cfg)
-        # vLLM < 0.32 logs to stdout from its import on: keep stdout for the answer
-        with contextlib.redirect_stdout(sys.stderr):
-            plan = launch.prepare(cfg, build=False)
-    except ConfigError as err:
-        raise err.with_source(source) from None
-    if args.command == "check":
+    check = args.command == "check"
+    cfg, source = load_config(args, secrets=check)
+    plan = _checked_launch(cfg, source, secrets=check, build=False)
+    if check:
         print(f"{source}: ok")
     else:
         print(json.dumps(plan.argv) if args.json else plan.display())
@@ -210,7 +237,8 @@ def run(argv: list[str]) -> int:
         launch.exec_vllm(cfg, plan, start_env)
         return 0  # pragma: no cover - exec does not return
     except ConfigError as err:
-        print(f"error: {err.line()}", file=sys.stderr)
+        for line in err.lines():
+            print(f"error: {line}", file=sys.stderr)
         return EXIT_CONFIG
 
 

@@ -3,8 +3,9 @@
 Every field has a description, bounds where they exist and ``Literal`` choices where the choices
 are ours; ``extra="forbid"`` everywhere, so a typo is an error. ``vl-serve schema`` renders these
 models as the reference in docs/config.md. Reading the YAML file, ``${VAR}`` interpolation and
-turning validation errors into one line live in :mod:`vl_serve.loading`; checking ``vllm_args``
-against vLLM's own argument parser needs vLLM imported and lives in :mod:`vl_serve.argv`.
+turning validation errors into one line each live in :mod:`vl_serve.loading`; checking
+``vllm_args`` against vLLM's own argument parser needs vLLM imported and lives in
+:mod:`vl_serve.argv`.
 """
 
 from __future__ import annotations
@@ -288,7 +289,7 @@ class VLServeConfig(_Model):
 
 
 def from_dict(data: Any, source: str = "<config>") -> VLServeConfig:
-    """Validate a loaded YAML tree (``${VAR}`` interpolated); the first problem is a ConfigError."""
+    """Validate a loaded YAML tree (``${VAR}`` interpolated); every mistake is in the ConfigError."""
     return loading.validate(VLServeConfig, data, source)
 
 

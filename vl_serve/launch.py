@@ -13,12 +13,16 @@ import shlex
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
 
 from vl_serve import builtin as builtin_models
 from vl_serve import runtime
-from vl_serve.argv import build_argv, vllm_env
-from vl_serve.config import VLServeConfig
-from vl_serve.errors import ConfigError
+from vl_serve.argv import build_argv, vllm_args_argv, vllm_env
+from vl_serve.config import ServerConfig, VLServeConfig
+from vl_serve.errors import ConfigError, raise_all
+from vl_serve.loading import interpolate
 
 log = logging.getLogger("vl_serve")
 
@@ -51,9 +55,21 @@ def model_path(cfg: VLServeConfig, *, build: bool) -> str:
 
 
 def prepare(cfg: VLServeConfig, *, build: bool = True, check: bool = True) -> Launch:
-    """Resolve the model, build and check the argv, and collect the environment for vLLM."""
-    path = model_path(cfg, build=build)
-    argv = build_argv(cfg, path, check=check)
+    """Resolve the model, build and check the argv, and collect the environment for vLLM.
+
+    Every mistake found (an unknown builtin model, each vllm_args problem) is in the ConfigError.
+    """
+    errors: list[ConfigError] = []
+    try:
+        path = model_path(cfg, build=build)
+    except ConfigError as err:  # still check the arguments, to report every mistake at once
+        errors.append(err)
+        path = cfg.model
+    try:
+        argv = build_argv(cfg, path, check=check)
+    except ConfigError as err:
+        errors.append(err)
+    raise_all(errors)
     env: dict[str, str] = {**vllm_env(cfg), **cfg.env}
     if cfg.builtin_name is not None:
         env.setdefault("HF_HUB_OFFLINE", "1")
@@ -62,27 +78,61 @@ def prepare(cfg: VLServeConfig, *, build: bool = True, check: bool = True) -> La
     return Launch(argv=argv, env=env)
 
 
+def missing_secrets(server: ServerConfig) -> list[ConfigError]:
+    """One mistake per variable named for an API key or the metrics token that is unset or empty."""
+    errors = [
+        ConfigError(
+            "server.api_key_env",
+            name,
+            f"environment variable {name} is not set or empty; export the API key in it",
+        )
+        for name in server.api_key_envs()
+        if not os.environ.get(name)
+    ]
+    token = server.metrics_token_env
+    if token is not None and not os.environ.get(token):
+        errors.append(
+            ConfigError(
+                "server.metrics_token_env",
+                token,
+                f"environment variable {token} is not set or empty; export the metrics token in it",
+            )
+        )
+    return errors
+
+
 def secret_env(cfg: VLServeConfig) -> dict[str, str]:
     """The API key, read from the variables the config names (never logged, never in argv).
 
-    Every named variable must hold a key; the first is handed to vLLM as ``VLLM_API_KEY``.
+    Every named variable must hold a key (each one that does not is a mistake of the ConfigError
+    raised); the first is handed to vLLM as ``VLLM_API_KEY``.
     """
+    raise_all(missing_secrets(cfg.server))
     names = cfg.server.api_key_envs()
-    for name in names:
-        if not os.environ.get(name):
-            raise ConfigError(
-                "server.api_key_env",
-                name,
-                f"environment variable {name} is not set or empty; export the API key in it",
-            )
-    token = cfg.server.metrics_token_env
-    if token is not None and not os.environ.get(token):
-        raise ConfigError(
-            "server.metrics_token_env",
-            token,
-            f"environment variable {token} is not set or empty; export the metrics token in it",
-        )
     return {SECRET_ENV: os.environ[names[0]]} if names else {}
+
+
+def unvalidated_mistakes(data: Any, *, secrets: bool) -> list[ConfigError]:
+    """The mistakes that can still be found in a config tree that failed validation.
+
+    So that one run reports them all: ``vllm_args`` keys vl-serve owns or vLLM does not know, and
+    with ``secrets`` the unset key variables of a ``server`` section that is valid by itself.
+    Mistakes validation reported already are not repeated.
+    """
+    if not isinstance(data, dict):
+        return []
+    errors: list[ConfigError] = []
+    vllm_args = data.get("vllm_args")
+    if isinstance(vllm_args, dict):
+        named = {k: v for k, v in vllm_args.items() if isinstance(k, str)}
+        errors += vllm_args_argv(named)[1]
+    if secrets:
+        try:
+            server = ServerConfig.model_validate(interpolate(data.get("server") or {}))
+        except (ConfigError, ValidationError):
+            return errors
+        errors += missing_secrets(server)
+    return errors
 
 
 def exec_vllm(

@@ -137,6 +137,15 @@ class MediaConfig(_Model):
         ge=1,
         description="Pixel budget for detail 'high'; null keeps the model processor's own limit.",
     )
+    trust_request_mm_kwargs: bool = Field(
+        False,
+        description=(
+            "Pass a request's own mm_processor_kwargs on to the model's processor (vLLM's "
+            "--trust-request-mm-kwargs); vl-serve accepts only fps, num_frames, min_pixels and "
+            "max_pixels there, within bounds. Per-video fps, nframes and pixel fields need no such "
+            "trust: vl-serve applies them itself."
+        ),
+    )
 
     @field_validator("allowed_local_media_path")
     @classmethod

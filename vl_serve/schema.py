@@ -33,7 +33,7 @@ the fields allowed where it stands. Any string may use `${{VAR}}` or `${{VAR:-de
 its value from the environment. Field names are vLLM's own where vLLM has the setting, and
 `vllm_args` passes any other `vllm serve` argument, checked against vLLM's parser.
 
-    vl-serve check CONFIG          # validate a file: exit 0, or 2 with one line naming the mistake
+    vl-serve check CONFIG          # validate a file: exit 0, or 2 with one line per mistake
     vl-serve print-args -c CONFIG  # the exact `vllm serve` command it runs
     vl-serve schema --json         # this reference as JSON Schema
 """

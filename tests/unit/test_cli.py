@@ -23,6 +23,8 @@ from vl_serve.config import VLServeConfig
 
 GOOD = {"model": "Qwen/Qwen2.5-VL-3B-Instruct", "vllm_args": {"enforce_eager": True}}
 BAD = "model: x\nmax_num_seqs: -3\n"
+# Three mistakes: a bound, an unknown field, and a vllm_args key vl-serve owns.
+THREE = "model: x\nmax_num_seqs: 0\nserver: {prot: 1}\nvllm_args: {config: x.yaml}\n"
 
 
 @pytest.fixture(autouse=True)
@@ -210,6 +212,17 @@ def test_cli_print_args_check_and_errors(tmp_path: Path) -> None:
     lines = out.stderr.strip().splitlines()
     assert lines == [f"error: {bad}: max_num_seqs = -3: Input should be greater than or equal to 1"]
     assert "Traceback" not in out.stderr
+
+    three = tmp_path / "three.yaml"
+    three.write_text(THREE)
+    out = _cli("check", str(three))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+    assert [line.split(": ")[2].split(" = ")[0] for line in errors] == [
+        "max_num_seqs",
+        "server.prot",
+        "vllm_args.config",
+    ]
 
     broken = tmp_path / "broken.yaml"
     broken.write_text("model: [unclosed\n")

@@ -99,6 +99,11 @@ VLLM_ARGS_BAD = [
     pytest.param({"api-key": "x"}, "server.api_key_env", id="owned-secret"),
     pytest.param({"port": 1}, "server.port", id="owned-port"),
     pytest.param({"block_size": "huge"}, "vLLM rejects", id="bad-value"),
+    pytest.param(
+        {"lora_modules": ["a=b", "--api-key", "k"]}, "read '--api-key' as a flag", id="flag-in-list"
+    ),
+    pytest.param({"chat_template": "--config=x.yaml"}, "read '--config=x.yaml'", id="flag-value"),
+    pytest.param({"default_chat_template_kwargs": "x"}, "must be a mapping", id="template-kwargs"),
 ]
 
 
