@@ -63,7 +63,8 @@ OWNED = {
 # A value vLLM's parser would read as an option of its own (``--api-key``, ``-O3``), not a number.
 _OPTION_LIKE = re.compile(r"-(?![0-9.])")
 
-MIDDLEWARE = "vl_serve.server.middleware.DialectMiddleware"
+# Access control, then the request middleware (dialect, bodies, media): one vLLM --middleware.
+MIDDLEWARE = "vl_serve.server.stack.ServerStack"
 # A reserved name (RFC 2606) that no URL can usefully name: vLLM's own fetcher allows nothing.
 NO_FETCH_DOMAIN = "media.invalid"
 
@@ -215,8 +216,8 @@ def build_argv(cfg: VLServeConfig, model_path: str, *, check: bool = True) -> li
     """The ``vllm serve`` arguments for a config (without the program name).
 
     ``check`` validates ``vllm_args`` against vLLM's parser and parses the full argv with it;
-    every mistake found is in the one ConfigError raised. The API key is never part of the argv:
-    it reaches vLLM as the VLLM_API_KEY environment variable.
+    every mistake found is in the one ConfigError raised. The API keys are never part of the
+    argv: the access middleware reads them inside the server from the variables the config names.
     """
     argv: list[str] = [model_path]
     names = cfg.served_model_names()

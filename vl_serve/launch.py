@@ -101,15 +101,11 @@ def missing_secrets(server: ServerConfig) -> list[ConfigError]:
     return errors
 
 
-def secret_env(cfg: VLServeConfig) -> dict[str, str]:
-    """The API key, read from the variables the config names (never logged, never in argv).
-
-    Every named variable must hold a key (each one that does not is a mistake of the ConfigError
-    raised); the first is handed to vLLM as ``VLLM_API_KEY``.
-    """
+def check_secrets(cfg: VLServeConfig) -> None:
+    """Every variable the config names must hold its key or token (each one that does not is a
+    mistake of the ConfigError raised): vl-serve's access middleware reads them inside vLLM's
+    server, which inherits this environment; they never go in the argv or the logs."""
     raise_all(missing_secrets(cfg.server))
-    names = cfg.server.api_key_envs()
-    return {SECRET_ENV: os.environ[names[0]]} if names else {}
 
 
 def unvalidated_mistakes(data: Any, *, secrets: bool) -> list[ConfigError]:
@@ -146,9 +142,11 @@ def exec_vllm(
     vLLM's server must start from the user's environment, as ``vllm serve`` would, not inherit
     those edits (a second copy of cv2's library path, values vLLM only sets for itself).
     """
-    env = {**(os.environ if base_env is None else base_env), **launch.env, **secret_env(cfg)}
-    if not cfg.server.api_key_envs():
-        env.pop(SECRET_ENV, None)  # a stray VLLM_API_KEY would silently turn auth on
+    check_secrets(cfg)
+    env = {**(os.environ if base_env is None else base_env), **launch.env}
+    # vl-serve's access middleware checks the keys; a VLLM_API_KEY left in the shell would turn
+    # vLLM's own prefix-only check on behind it.
+    env.pop(SECRET_ENV, None)
     log.info("starting: %s", launch.display())
     sys.stdout.flush()
     sys.stderr.flush()

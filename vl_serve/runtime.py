@@ -40,4 +40,6 @@ def runtime_sections(cfg: Any) -> dict[str, Any]:
         "media": cfg.media.model_dump(mode="json"),
         "limit_mm_per_prompt": cfg.limit_mm_per_prompt,
         "served_model_name": (cfg.served_model_names() or [cfg.model])[0],
+        # Variable names only (api_key_env, metrics_token_env): the keys stay in the environment.
+        "server": cfg.server.model_dump(mode="json"),
     }

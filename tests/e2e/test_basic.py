@@ -164,7 +164,8 @@ def test_api_key_required_and_never_logged(server: VLServer) -> None:
 def test_health_and_metrics(server: VLServer, client: openai.OpenAI) -> None:
     assert httpx.get(server.url("/health")).status_code == 200
     chat(client, "warm", max_tokens=2)
-    metrics = httpx.get(server.url("/metrics")).text
+    assert httpx.get(server.url("/metrics")).status_code == 401  # a keyed server guards it
+    metrics = httpx.get(server.url("/metrics"), headers={"Authorization": f"Bearer {API_KEY}"}).text
     assert "vllm:num_requests_running" in metrics
     assert "vllm:request_success_total{" in metrics
 

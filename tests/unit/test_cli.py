@@ -268,8 +268,9 @@ def _exec_env(cfg: Path, env: dict[str, str]) -> dict[str, Any]:
 
 
 def test_serve_execs_vllm_with_the_users_environment(tmp_path: Path) -> None:
-    """vLLM starts from the environment vl-serve was started with, plus vl-serve's variables and
-    the API key: not with what importing vLLM for the argument check put in os.environ."""
+    """vLLM starts from the environment vl-serve was started with, plus vl-serve's variables: not
+    with what importing vLLM for the argument check put in os.environ. The key stays in the
+    variable the config names (the access middleware reads it), never VLLM_API_KEY."""
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         yaml.safe_dump(
@@ -284,9 +285,12 @@ def test_serve_execs_vllm_with_the_users_environment(tmp_path: Path) -> None:
     start["MY_KEY"] = "sk-secret"
     seen = _exec_env(cfg, start)
     assert seen["plan_env"]["MY_VAR"] == "x"
-    assert seen["env"] == {**start, **seen["plan_env"], "VLLM_API_KEY": "sk-secret"}
+    assert seen["env"] == {**start, **seen["plan_env"]}
+    assert seen["env"]["MY_KEY"] == "sk-secret"
 
-    # No api_key_env: a VLLM_API_KEY left in the shell must not turn vLLM's auth on.
+    # A VLLM_API_KEY left in the shell must not turn vLLM's own auth on, keyed or not.
+    seen = _exec_env(cfg, {**start, "VLLM_API_KEY": "sk-stray"})
+    assert "VLLM_API_KEY" not in seen["env"]
     cfg.write_text(yaml.safe_dump({"model": "Qwen/Qwen2.5-VL-3B-Instruct"}))
     seen = _exec_env(cfg, {**start, "VLLM_API_KEY": "sk-stray"})
     assert "VLLM_API_KEY" not in seen["env"]

@@ -66,7 +66,7 @@ def test_fields_map_to_vllm_flags() -> None:
     assert args.allowed_local_media_path in (None, "")
     assert args.enforce_eager is True
     assert args.enable_prefix_caching is False
-    assert args.middleware == ["vl_serve.server.middleware.DialectMiddleware"]
+    assert args.middleware == ["vl_serve.server.stack.ServerStack"]
 
 
 BAD = [

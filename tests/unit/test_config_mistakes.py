@@ -181,7 +181,7 @@ def test_every_missing_secret_is_reported(monkeypatch: Any) -> None:
         monkeypatch.delenv(name, raising=False)
     server = {"api_key_env": ["NOPE_KEY_A", "NOPE_KEY_B"], "metrics_token_env": "NOPE_TOKEN"}
     with pytest.raises(ConfigError) as info:
-        launch.secret_env(_cfg(server=server))
+        launch.check_secrets(_cfg(server=server))
     assert [(m.field, m.value) for m in info.value.mistakes] == [
         ("server.api_key_env", "NOPE_KEY_A"),
         ("server.api_key_env", "NOPE_KEY_B"),

@@ -1,0 +1,21 @@
+"""The one ASGI middleware vLLM is given: access control outermost, then the request middleware.
+
+vLLM adds each ``--middleware`` class with ``app.add_middleware(cls)``, and Starlette builds it as
+``cls(app)``. One entry keeps the order fixed in code (access decides before anything reads a
+body) instead of in the order of repeated flags, which vLLM's parser also reports as duplicates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vl_serve.server.access import AccessMiddleware
+from vl_serve.server.asgi import ASGIApp
+from vl_serve.server.middleware import DialectMiddleware
+
+
+class ServerStack:
+    """``ServerStack(app)`` is ``AccessMiddleware(DialectMiddleware(app))``."""
+
+    def __new__(cls, app: ASGIApp, settings: dict[str, Any] | None = None) -> Any:
+        return AccessMiddleware(DialectMiddleware(app, settings), settings)
