@@ -35,9 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from vl_serve.server.dialect import rewrite_request, scan_markers
+from vl_serve.server.exchange import Exchange
 from vl_serve.server.jsonbody import decode_body, encode_body
-from vl_serve.server.middleware import DialectMiddleware, _Exchange
+from vl_serve.server.middleware import DialectMiddleware
 from vl_serve.server.reasoning_content import SSERewriter, rewrite_reasoning
+from vl_serve.server.shapes import shape_of
 
 RESULTS = Path(__file__).resolve().parent / "results" / "middleware_microbench.json"
 SETTINGS = {
@@ -143,7 +145,7 @@ def stream_chunk_us(chunk: bytes, field: str | None, number: int, repeat: int) -
         return per_await_us(lambda: _discard(message), number, repeat)
     settings = {**SETTINGS, "reasoning": {**SETTINGS["reasoning"], "response_field": field}}
     mw = DialectMiddleware(downstream, settings=settings)
-    exchange = _Exchange(mw, {}, _discard, _discard, True)
+    exchange = Exchange(mw, {}, _discard, _discard, shape_of(CHAT["path"]))
     send = exchange.send if mw.add_alias is not None else exchange.send_plain
     start = {
         "type": "http.response.start",
@@ -249,7 +251,7 @@ def main() -> None:
     mw.media = None  # media preparation is timed alone (media_one_inline_image)
 
     def parse_rewrite_encode() -> bytes:
-        req, fast = decode_body(with_dialect)
+        req, fast = decode_body(with_dialect, 64)
         rewrite_request(req, chat=True, reasoning_parser="qwen3_vl")
         return encode_body(req, fast)
 

@@ -25,9 +25,10 @@ from starlette.testclient import TestClient
 from vl_serve import runtime
 from vl_serve.server import dialect, errors
 from vl_serve.server.dialect import rewrite_request
-from vl_serve.server.errors import DialectError
+from vl_serve.server.errors import RequestError
 from vl_serve.server.middleware import DialectMiddleware
 from vl_serve.server.reasoning_content import SSERewriter, rewrite_reasoning
+from vl_serve.server.wording import client_message
 
 REASONING = 'Step "one": \\ back\\\\slash, 中文, and "reasoning":"not a key" \U0001f600'
 CONTENT = 'The answer: {"reasoning":null} stays as text.'
@@ -213,11 +214,12 @@ REFUSED = [
 
 @pytest.mark.parametrize(("extra", "param", "message"), REFUSED)
 def test_request_rewrite_refused(extra: dict[str, Any], param: str, message: str) -> None:
-    with pytest.raises(DialectError) as info:
+    with pytest.raises(RequestError) as info:
         req = copy.deepcopy({"messages": MSG, **extra})
         rewrite_request(req, chat=True, reasoning_parser="qwen3_vl")
     assert info.value.param == param
     assert info.value.status == 400
+    assert info.value.code == "invalid_parameter"
     assert message in info.value.message
 
 
@@ -523,12 +525,6 @@ def vllm_like_app() -> FastAPI:
     return app
 
 
-class FakeMediaError(Exception):
-    def __init__(self, status: int, message: str, param: str | None, code: str | None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
-
-
 def fake_media() -> types.ModuleType:
     module = types.ModuleType("vl_serve.media")
     module.calls = []  # type: ignore[attr-defined]
@@ -541,7 +537,7 @@ def fake_media() -> types.ModuleType:
                 if not isinstance(item, dict) or item.get("type") != "image":
                     continue
                 if item["image"] == "http://blocked.example/x.png":
-                    raise FakeMediaError(
+                    raise RequestError(
                         403,
                         "Domain blocked.example is not allowed.",
                         "messages.0.content.0",
@@ -555,7 +551,6 @@ def fake_media() -> types.ModuleType:
         return changed
 
     module.prepare_request = prepare_request  # type: ignore[attr-defined]
-    module.MediaError = FakeMediaError  # type: ignore[attr-defined]
     return module
 
 
@@ -568,18 +563,25 @@ def client(
     return TestClient(mw), inner, mw
 
 
-def assert_error(resp: Any, status: int, param: str | None, fragment: str) -> None:
+def assert_error(
+    resp: Any, status: int, param: str | None, fragment: str, code: str | int | None = None
+) -> None:
+    """An OpenAI-shaped error; ``code`` None: vLLM's own answer (the status as its code)."""
     assert resp.status_code == status
     assert resp.headers["content-type"] == "application/json"
     assert int(resp.headers["content-length"]) == len(resp.content)
     body = resp.json()
     assert set(body) == {"error"}
     assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert body["error"]["code"] == status
+    assert body["error"]["code"] == (status if code is None else code)
     assert body["error"]["param"] == param
     assert fragment in body["error"]["message"]
     for leak in ("Traceback", "0x7f", "/work/", ".py"):
         assert leak not in body["error"]["message"]
+
+
+def wording_wrong_type() -> str:
+    return client_message("'int' object is not iterable")
 
 
 SCRUBBED = [
@@ -593,7 +595,27 @@ SCRUBBED = [
         {"object": "error", "message": "bad <obj>"},
     ),
     ({"error": {"message": "The model `x` does not exist.", "code": 404}}, None),
-    ({"detail": "Not Found"}, None),
+    # Starlette's and vLLM's bare error shapes become vLLM's error shape.
+    (
+        {"detail": "Not Found"},
+        {"error": {"message": "Not Found", "type": "BadRequestError", "param": None, "code": 400}},
+    ),
+    (
+        {"error": "Unauthorized"},
+        {
+            "error": {
+                "message": "Unauthorized",
+                "type": "BadRequestError",
+                "param": None,
+                "code": 400,
+            }
+        },
+    ),
+    # Python's own wording for a wrongly typed value becomes a sentence about the request.
+    (
+        {"error": {"message": "'NoneType' object is not iterable", "code": 400}},
+        {"error": {"message": wording_wrong_type(), "code": 400}},
+    ),
     ([1, 2], None),
 ]
 
@@ -659,7 +681,7 @@ def test_asgi_refused_requests_get_openai_400(
 ) -> None:
     tc, inner, _ = client()
     resp = tc.post("/v1/chat/completions", json={"messages": MSG, **extra})
-    assert_error(resp, 400, param, message)
+    assert_error(resp, 400, param, message, "invalid_parameter")
     assert resp.json()["error"]["type"] == "BadRequestError"
     assert inner.state.seen == []  # vLLM never got to work on it
 
@@ -674,21 +696,24 @@ def test_asgi_json_that_only_python_json_reads() -> None:
     )
 
 
-def test_asgi_malformed_json_goes_to_the_app_untouched() -> None:
-    tc, _, _ = client()
+def test_asgi_malformed_json_is_refused_before_the_app() -> None:
+    tc, inner, _ = client()
     raw = b'{"messages": [], "enable_thinking": tru'
     resp = tc.post(
         "/v1/chat/completions", content=raw, headers={"content-type": "application/json"}
     )
-    assert resp.status_code == 400
-    assert resp.json()["error"]["type"] == "Bad Request"  # the app's own answer, not ours
+    assert_error(resp, 400, None, "not valid UTF-8 JSON", "invalid_json")
+    assert inner.state.seen == []
 
 
-def test_asgi_non_json_content_type_is_not_inspected() -> None:
-    tc, _, _ = client()
+def test_asgi_body_of_another_content_type_is_checked_all_the_same() -> None:
+    # vLLM refuses the content type on its JSON routes, but routes that read JSON without
+    # looking at it exist (the dev routes): the same checks hold whatever the header says.
+    tc, inner, _ = client()
     raw = b'{"messages": [], "enable_thinking": "yes"}'
     resp = tc.post("/v1/chat/completions", content=raw, headers={"content-type": "text/plain"})
-    assert resp.status_code == 400 and resp.json()["error"]["type"] == "Bad Request"
+    assert_error(resp, 400, "enable_thinking", "boolean", "invalid_parameter")
+    assert inner.state.seen == []
 
 
 @pytest.mark.parametrize("field", ["both", "reasoning_content", "reasoning"])
@@ -722,10 +747,10 @@ def test_asgi_completions_and_other_paths() -> None:
     assert resp.status_code == 200
     assert json.loads(inner.state.seen[-1]) == {"prompt": "x", "thinking_token_budget": 3}
     assert "reasoning_content" not in resp.text  # no chat message on this route
-    raw = b'{"enable_thinking": "yes"}'
+    raw = b'{"prompt": "x", "enable_thinking": null}'
     resp = tc.post("/tokenize", content=raw, headers={"content-type": "application/json"})
-    assert resp.json() == {"tokens": [1], "reasoning": "untouched"}
-    assert inner.state.seen[-1] == raw
+    assert resp.json() == {"tokens": [1], "reasoning": "untouched"}  # answers not rewritten
+    assert json.loads(inner.state.seen[-1]) == {"prompt": "x"}  # the dialect: a completion body
 
 
 def test_asgi_media_hook() -> None:
@@ -744,14 +769,14 @@ def test_asgi_media_hook() -> None:
     resp = tc.post(
         "/v1/chat/completions", json={"messages": [{"role": "user", "content": [blocked]}]}
     )
-    assert_error(resp, 403, "messages.0.content.0", "not allowed")
+    assert_error(resp, 403, "messages.0.content.0", "not allowed", "domain_not_allowed")
     assert resp.json()["error"]["type"] == "PermissionDeniedError"
 
     resp = tc.post(
         "/v1/chat/completions",
         json={"messages": [{"role": "user", "content": [{"type": "image", "image": "boom"}]}]},
     )
-    assert_error(resp, 500, None, "Internal error")
+    assert_error(resp, 500, None, "Internal error", "internal_error")
     assert len(inner.state.seen) == 1
 
     calls = len(media.calls)  # type: ignore[attr-defined]
@@ -779,7 +804,7 @@ def test_asgi_auth_answers_before_any_parsing_or_fetching() -> None:
     assert tc.post("/v1/chat/completions", json=bad).status_code == 401
     assert media.calls == []  # type: ignore[attr-defined]
     resp = tc.post("/v1/chat/completions", json=bad, headers={"authorization": "Bearer k"})
-    assert_error(resp, 400, "enable_thinking", "boolean")
+    assert_error(resp, 400, "enable_thinking", "boolean", "invalid_parameter")
 
 
 def test_add_middleware_like_vllm_reads_runtime_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -885,8 +910,9 @@ def test_raw_asgi_root_path_and_unrelated_paths() -> None:
     seen: list[Any] = []
     mw = DialectMiddleware(raw_app([b"{}"], b"application/json", seen), settings=settings())
     request = compact({"messages": MSG, "enable_thinking": True})
-    drive(mw, [request], path="/api/v1/chat/completions", root_path="/api")
-    assert json.loads(seen[-1][0])["chat_template_kwargs"] == {"enable_thinking": True}
-    for path in ("/api/v1/chat/completionsX", "/v1/chat/completions/batch", "/v1/responses"):
+    for path in ("/api/v1/chat/completions", "/api/v1/chat/completions/batch"):
         drive(mw, [request], path=path, root_path="/api")
-        assert seen[-1][0] == request
+        assert json.loads(seen[-1][0])["chat_template_kwargs"] == {"enable_thinking": True}
+    for path in ("/api/v1/chat/completionsX", "/api/v1/responses"):
+        drive(mw, [request], path=path, root_path="/api")
+        assert seen[-1][0] == request  # no dialect on routes of other shapes

@@ -1,7 +1,8 @@
 """Multimodal inputs of chat requests, checked and made safe before vLLM sees them.
 
-:func:`prepare_request` is called by the request middleware for every ``/v1/chat/completions``
-body. It
+:func:`prepare_request` is called by the request middleware for every chat-shaped body that may
+hold media (``/v1/chat/completions`` and its batch and render routes, ``/invocations`` and
+``/tokenize`` with ``messages``). It
 
 * accepts OpenAI parts (``image_url``/``video_url``/``audio_url``, url as a string or
   ``{"url", "detail"}``; Responses-style ``input_image``) and qwen-vl-utils parts
@@ -21,8 +22,10 @@ body. It
   per-request ``mm_processor_kwargs`` are needed; client ``mm_processor_kwargs`` are accepted
   only for a few keys, within bounds.
 
-Refusals raise :class:`MediaError` (status 400, or 413 for byte sizes) whose message names the
-item (``messages[0].content[2]``) and the limit, never a URL, a path or an exception's text.
+Refusals raise :class:`MediaError` (the request path's one error type, status 400, or 413 for
+byte sizes, with a machine-readable ``code``) whose message names the item
+(``messages[0].content[2]``) and the limit, never a URL, a path or an exception's text. On every
+other route, :func:`refuse_unread_media` refuses a body that carries media at all.
 
 The modules, in the order a request meets them:
 
@@ -31,7 +34,7 @@ The modules, in the order a request meets them:
 * ``inline``: ``data:`` images passed on as sent; ``sources``: an item's bytes from ``data:``,
   ``file://`` or http(s); ``policy`` and ``fetch``: the guarded download; ``workers``: the threads;
 * ``images`` and ``headers``: image checks; ``frames``: video items; ``videos``, ``containers``,
-  ``mp4`` and ``webm``: video files; ``errors``: the refusals.
+  ``mp4`` and ``webm``: video files; ``errors``: the refusals; ``unread``: media on other routes.
 """
 
 from __future__ import annotations
@@ -40,11 +43,13 @@ from vl_serve.media.errors import MediaError
 from vl_serve.media.kwargs import sanitize_mm_kwargs
 from vl_serve.media.request import prepare_request
 from vl_serve.media.settings import body_too_large, max_request_bytes
+from vl_serve.media.unread import refuse_unread_media
 
 __all__ = [
     "MediaError",
     "body_too_large",
     "max_request_bytes",
     "prepare_request",
+    "refuse_unread_media",
     "sanitize_mm_kwargs",
 ]

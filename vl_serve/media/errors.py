@@ -1,39 +1,19 @@
-"""The refusals of the media path: one item's Refusal, and the MediaError the client sees.
+"""The refusals of the media path: one item's Refusal, and the request's error the client sees.
 
 The code that fetches and checks bytes does not know where in the request an item sits, so it
-raises :class:`Refusal` with a reason and a code; the request code turns that into the one
-:class:`MediaError` the client sees, with the item's place (``messages[0].content[2]``) as its
-``param``. Neither ever carries a URL, a server path, an exception's text or a traceback.
+raises :class:`Refusal` with a reason and a code; the request code turns that into the request
+path's one error type, :class:`~vl_serve.server.errors.RequestError` (named :data:`MediaError`
+here), with the item's place (``messages[0].content[2]``) as its ``param`` and the refusal's
+code as its ``code``. Neither ever carries a URL, a server path, an exception's text or a
+traceback.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from vl_serve.server.errors import RequestError
 
-
-class MediaError(Exception):
-    """A request refused because of its media; safe to show the client as it is."""
-
-    def __init__(
-        self, status: int, message: str, param: str | None = None, code: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
-
-    def to_openai(self) -> dict[str, Any]:
-        """The OpenAI-style error body."""
-        kind = "RequestEntityTooLarge" if self.status == 413 else "BadRequestError"
-        return {
-            "error": {
-                "message": self.message,
-                "type": kind,
-                "param": self.param,
-                "code": self.code or self.status,
-            }
-        }
+# The request path's one error type, under the name the media code and its callers use.
+MediaError = RequestError
 
 
 class Refusal(Exception):

@@ -66,7 +66,9 @@ def sanitize(body: dict[str, Any], cfg: MediaConfig) -> bool:
             changed = True
         return changed
     if not isinstance(kwargs, dict):
-        raise MediaError(400, "mm_processor_kwargs must be an object", "mm_processor_kwargs")
+        raise MediaError(
+            400, "mm_processor_kwargs must be an object", "mm_processor_kwargs", "invalid_parameter"
+        )
     for key, value in kwargs.items():
         where = f"mm_processor_kwargs.{key}"
         if key not in _PROCESSOR_KEYS:

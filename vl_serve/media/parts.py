@@ -3,8 +3,11 @@
 Each content part in an OpenAI form (``image_url``/``video_url``/``audio_url``, Responses-style
 ``input_image``) or a qwen-vl-utils form (``{"type": "image"}``, ``{"type": "video"}`` with
 ``fps``, ``nframes`` and pixel budgets) becomes one :class:`Item`: where it is, what it is, where
-its bytes come from and what the request asks of it. Options are checked here and counts are
-checked against ``limit_mm_per_prompt`` and ``media.max_items_per_request``, before any fetch.
+its bytes come from and what the request asks of it. A part is read as vLLM reads it: one without
+a ``type``, or with a ``uuid``, by the first media key vLLM looks for. ``messages`` is one
+conversation, or a list of them (``/v1/chat/completions/batch``), each a prompt of its own.
+Options are checked here and counts are checked against ``limit_mm_per_prompt`` (per prompt) and
+``media.max_items_per_request`` (per request), before any fetch.
 """
 
 from __future__ import annotations
@@ -19,6 +22,22 @@ from vl_serve.media.kwargs import MAX_SAMPLED_FRAMES, number, processor_value
 
 _DETAIL = ("auto", "low", "high")
 _MODALITY_NAMES = {"image": "images", "video": "videos", "audio": "audio items"}
+# The keys vLLM reads a part without a type (or with a uuid) by, in vLLM's order
+# (vllm/renderers/chat_utils.py, _parse_chat_message_content_mm_part), then qwen-vl-utils' own.
+_KEYS_IN_ORDER = (
+    "image_url",
+    "image_pil",
+    "image_embeds",
+    "audio_embeds",
+    "video_embeds",
+    "audio_url",
+    "input_audio",
+    "video_url",
+    "image",
+    "video",
+)
+# Types that are vl-serve's own (qwen-vl-utils forms): rewritten to vLLM's, uuid or not.
+_OWN_TYPES = ("image", "video")
 
 
 @dataclass
@@ -35,6 +54,7 @@ class Item:
     resize: Resize | None = None
     fps: float | None = None
     nframes: int | None = None
+    prompt: int = 0  # which conversation of a batch request
 
 
 def _url_field(value: Any, where: str, key: str) -> tuple[Any, Any]:
@@ -54,13 +74,21 @@ def _positive_int(part: dict[str, Any], key: str, where: str, high: int) -> int 
     return int(number(part[key], f"{where}.{key}", integer=True, low=1, high=high))
 
 
-def _classify(part: dict[str, Any], where: str, cfg: MediaConfig) -> Item | None:
+def part_type(part: dict[str, Any]) -> Any:
+    """The type a part is read as: its ``type``, or as vLLM reads one without (or with a uuid)."""
     ptype = part.get("type")
+    if ptype is None or (part.get("uuid") is not None and ptype not in _OWN_TYPES):
+        return next((key for key in _KEYS_IN_ORDER if key in part), None)
+    return ptype
+
+
+def _classify(part: dict[str, Any], where: str, cfg: MediaConfig) -> Item | None:
+    ptype = part_type(part)
 
     def item(modality: str, source: Any, **kw: Any) -> Item:
         return Item(where, modality, [], 0, part, source, **kw)
 
-    if ptype == "image_url" or (ptype is None and "image_url" in part):
+    if ptype == "image_url":
         url, detail = _url_field(part.get("image_url"), where, "image_url")
         return item("image", url, resize=_detail(detail, where, cfg))
     if ptype == "input_image":
@@ -68,13 +96,13 @@ def _classify(part: dict[str, Any], where: str, cfg: MediaConfig) -> Item | None
             raise bad(where, "input_image with file_id is not supported; send image_url")
         url, detail = _url_field(part.get("image_url"), where, "image_url")
         return item("image", url, resize=_detail(detail or part.get("detail"), where, cfg))
-    if ptype == "video_url" or (ptype is None and "video_url" in part):
+    if ptype == "video_url":
         url, _detail_unused = _url_field(part.get("video_url"), where, "video_url")
         return item("video", url)
-    if ptype == "audio_url" or (ptype is None and "audio_url" in part):
+    if ptype == "audio_url":
         url, _detail_unused = _url_field(part.get("audio_url"), where, "audio_url")
         return item("audio", url)
-    if ptype == "image" or (ptype is None and "image" in part):
+    if ptype == "image":
         source = part.get("image", part.get("image_url"))
         if isinstance(source, dict):
             source = source.get("url")
@@ -86,7 +114,7 @@ def _classify(part: dict[str, Any], where: str, cfg: MediaConfig) -> Item | None
             height=_positive_int(part, "resized_height", where, high),
         )
         return item("image", source, qwen=True, resize=resize or None)
-    if ptype == "video" or (ptype is None and "video" in part):
+    if ptype == "video":
         return _classify_video(part, where, cfg)
     if ptype in ("image_embeds", "image_pil"):
         return item("image", None)
@@ -142,30 +170,40 @@ def find_items(body: dict[str, Any], cfg: MediaConfig) -> list[Item]:
     if not isinstance(messages, list):
         return items
     for mi, message in enumerate(messages):
-        content = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(content, list):
-            continue
-        for ci, part in enumerate(content):
-            if not isinstance(part, dict) or part.get("type") == "text":
-                continue
-            where = f"messages[{mi}].content[{ci}]"
-            found = _classify(part, where, cfg)
-            if found is not None:
-                found.content, found.index = content, ci
-                items.append(found)
+        if isinstance(message, list):  # the batch route: a list of conversations
+            for mj, inner in enumerate(message):
+                _message_items(inner, f"messages[{mi}][{mj}]", mi, cfg, items)
+        else:
+            _message_items(message, f"messages[{mi}]", 0, cfg, items)
     return items
+
+
+def _message_items(
+    message: Any, where: str, prompt: int, cfg: MediaConfig, items: list[Item]
+) -> None:
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, list):
+        return
+    for ci, part in enumerate(content):
+        if not isinstance(part, dict) or (part.get("type") == "text" and "uuid" not in part):
+            continue
+        found = _classify(part, f"{where}.content[{ci}]", cfg)
+        if found is not None:
+            found.content, found.index, found.prompt = content, ci, prompt
+            items.append(found)
 
 
 def check_counts(items: list[Item], cfg: MediaConfig, settings: dict[str, Any]) -> None:
     """Refuse the first item over ``limit_mm_per_prompt`` or ``media.max_items_per_request``."""
     limits = settings.get("limit_mm_per_prompt") or {}
-    seen: dict[str, int] = {}
+    seen: dict[tuple[int, str], int] = {}
     for n, found in enumerate(items, 1):
-        seen[found.modality] = seen.get(found.modality, 0) + 1
+        key = (found.prompt, found.modality)
+        seen[key] = seen.get(key, 0) + 1
         limit = limits.get(found.modality)
         if isinstance(limit, dict):  # vLLM's {"count": n, ...} form
             limit = limit.get("count")
-        if isinstance(limit, int) and seen[found.modality] > limit:
+        if isinstance(limit, int) and seen[key] > limit:
             name = _MODALITY_NAMES[found.modality]
             raise bad(
                 found.where,

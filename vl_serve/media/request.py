@@ -17,7 +17,7 @@ from vl_serve.media.frames import video
 from vl_serve.media.images import check_image
 from vl_serve.media.inline import kept_as_sent
 from vl_serve.media.kwargs import sanitize
-from vl_serve.media.parts import Item, check_counts, find_items
+from vl_serve.media.parts import Item, check_counts, find_items, part_type
 from vl_serve.media.settings import Context, image_limits, parsed
 from vl_serve.media.sources import data_url, load
 from vl_serve.media.workers import gather, in_thread
@@ -63,7 +63,7 @@ _HANDLERS: dict[str, Callable[[Item, Context], Awaitable[dict[str, Any] | None]]
 async def _process(found: Item, ctx: Context) -> dict[str, Any] | None:
     """The part that replaces ``found``, or None to leave it as it is."""
     if found.source is None:
-        if found.part.get("uuid") is not None or found.part.get("type") in _NOTHING_TO_FETCH:
+        if found.part.get("uuid") is not None or part_type(found.part) in _NOTHING_TO_FETCH:
             return None  # nothing to fetch: vLLM's cached item, embeddings or inline audio
         raise bad(found.where, "the media item has no URL")
     try:
@@ -72,8 +72,10 @@ async def _process(found: Item, ctx: Context) -> dict[str, Any] | None:
         raise
     except Refusal as refusal:
         raise refused(found.where, refusal) from None
-    except Exception:
-        logger.exception("media item %s could not be processed", found.where)
+    except Exception as exc:
+        # One line: a client must not be able to fill the log with tracebacks.
+        logger.warning("media item %s could not be processed: %s", found.where, type(exc).__name__)
+        logger.debug("media item %s could not be processed", found.where, exc_info=True)
         raise bad(found.where, f"the {found.modality} could not be read") from None
     if new is not None and found.part.get("uuid") is not None:
         new["uuid"] = found.part["uuid"]

@@ -7,6 +7,7 @@ coroutines: a coroutine layer per message would cost more than the checks themse
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Generator, MutableMapping
 from typing import Any, Protocol
 
@@ -58,6 +59,11 @@ def is_json_error(start: Message) -> bool:
     )
 
 
+def hold_error(send: Send, start: Message) -> HeldBody:
+    """The error answer that ``start`` begins, held to be scrubbed (:func:`scrub_error_body`)."""
+    return HeldBody(send, start, functools.partial(scrub_error_body, status=start["status"]))
+
+
 class HeldBody:
     """A response start held back with its body until the body is complete; then both go out,
     the body passed through ``transform`` (Content-Length fixed when it changed)."""
@@ -106,20 +112,29 @@ async def feed_held(owner: Holder, message: Message) -> None:
 
 class ErrorScrub:
     """``send`` for requests the middleware does not otherwise touch: an error answer with a JSON
-    body is held until complete and passed through :func:`scrub_error_body`; every other message
-    goes straight on."""
+    body is held until complete and passed through :func:`scrub_error_body`, and so is a 200 JSON
+    answer through ``ok`` when one is given; every other message goes straight on."""
 
-    __slots__ = ("held", "send")
+    __slots__ = ("held", "ok", "send")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, ok: Callable[[bytes], bytes] | None = None) -> None:
         self.send = send
+        self.ok = ok
         self.held: HeldBody | None = None
 
     def __call__(self, message: Message) -> Awaitable[None]:
         kind = message["type"]
         if self.held is not None and kind == "http.response.body":
             return feed_held(self, message)
-        if kind == "http.response.start" and is_json_error(message):
-            self.held = HeldBody(self.send, message, scrub_error_body)
-            return DONE
+        if kind == "http.response.start":
+            if is_json_error(message):
+                self.held = hold_error(self.send, message)
+                return DONE
+            if (
+                self.ok is not None
+                and message.get("status") == 200
+                and media_type(message.get("headers", ())) == b"application/json"
+            ):
+                self.held = HeldBody(self.send, message, self.ok)
+                return DONE
         return self.send(message)

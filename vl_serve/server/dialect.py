@@ -1,7 +1,7 @@
-"""FastDeploy / Qianfan request dialect: which bodies to parse, and their fields in vLLM's terms.
+"""FastDeploy / Qianfan request dialect: which bodies to look into, and their fields in vLLM's terms.
 
-Pure functions, no I/O. ``scan_markers`` looks at the raw bytes so that most bodies are never
-parsed; ``rewrite_request`` works on a parsed JSON body:
+Pure functions, no I/O. ``scan_markers`` looks at the raw bytes so that most bodies are neither
+rewritten nor searched for media; ``rewrite_request`` works on a parsed JSON body:
 
 * thinking switch: top-level ``enable_thinking`` > ``metadata.enable_thinking`` >
   ``chat_template_kwargs.enable_thinking`` (FastDeploy's own order: the request's fields override
@@ -13,9 +13,10 @@ parsed; ``rewrite_request`` works on a parsed JSON body:
   that do not think.
 * The dialect keys are removed; ``metadata`` is removed when nothing else is left in it. Other
   ``metadata`` keys are OpenAI's free-form metadata: vLLM ignores them, so they stay.
-* On ``/v1/completions`` there is no chat template: the thinking switch is checked and dropped,
+* On completion-shaped routes (``/v1/completions``) there is no chat template: the thinking switch is checked and dropped,
   the budget is mapped.
-* Badly typed values raise ``DialectError`` (an OpenAI-shaped 400 naming the field).
+* Badly typed values raise :class:`~vl_serve.server.errors.RequestError` (a 400 naming the field,
+  code ``invalid_parameter``).
 
 The response side (``reasoning_content``) is in :mod:`vl_serve.server.reasoning_content`.
 """
@@ -25,10 +26,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from vl_serve.server.errors import DialectError
-
-CHAT_PATH: Final = "/v1/chat/completions"
-COMPLETIONS_PATH: Final = "/v1/completions"
+from vl_serve.server.errors import RequestError
 
 # A body is parsed only when one of these follows a quote in its bytes. The dialect keys end in
 # a quote (a key, not text: quotes inside strings are escaped). The media markers are what
@@ -110,12 +108,16 @@ def scan_markers(body: bytes) -> tuple[bool, bool]:
     return dialect, media
 
 
+def _invalid(message: str, param: str) -> RequestError:
+    return RequestError(400, message, param, "invalid_parameter")
+
+
 def _bool_field(value: Any, param: str) -> Any:
     if value is None:
         return _MISSING
     if isinstance(value, bool):
         return value
-    raise DialectError(f"`{param}` must be a boolean (true or false).", param)
+    raise _invalid(f"`{param}` must be a boolean (true or false).", param)
 
 
 def _budget_field(value: Any, param: str) -> Any:
@@ -123,7 +125,7 @@ def _budget_field(value: Any, param: str) -> Any:
         return _MISSING
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_BUDGET:
         return value
-    raise DialectError(
+    raise _invalid(
         f"`{param}` must be an integer between 0 and {_MAX_BUDGET} (tokens of reasoning).", param
     )
 
@@ -131,14 +133,14 @@ def _budget_field(value: Any, param: str) -> Any:
 def rewrite_request(req: dict[str, Any], *, chat: bool, reasoning_parser: str | None) -> bool:
     """Normalise the dialect fields of a parsed request in place; True if anything changed.
 
-    Raises DialectError for badly typed dialect fields.
+    Raises RequestError for badly typed dialect fields.
     """
     changed = False
     meta_think = meta_budget = _MISSING
     meta = req.get("metadata")
     if meta is not None:
         if not isinstance(meta, dict):
-            raise DialectError("`metadata` must be an object.", "metadata")
+            raise _invalid("`metadata` must be an object.", "metadata")
         if "enable_thinking" in meta:
             meta_think = _bool_field(meta.pop("enable_thinking"), "metadata.enable_thinking")
             changed = True
@@ -170,7 +172,7 @@ def rewrite_request(req: dict[str, Any], *, chat: bool, reasoning_parser: str | 
         elif isinstance(kwargs, dict):
             kwargs["enable_thinking"] = think
         else:
-            raise DialectError("`chat_template_kwargs` must be an object.", "chat_template_kwargs")
+            raise _invalid("`chat_template_kwargs` must be an object.", "chat_template_kwargs")
     if budget is not _MISSING and reasoning_parser:
         req["thinking_token_budget"] = budget
     return changed
