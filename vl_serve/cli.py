@@ -1,8 +1,9 @@
-"""The ``vl-serve`` command line: serve, print-args, check, build-model, schema.
+"""The ``vl-serve`` command line: serve, print-args, check, plan, build-model, schema.
 
     vl-serve [serve] [--config FILE] [--host H] [--port P]   serve (default: the embedded tiny model)
     vl-serve print-args [--config FILE] [--json]             the exact ``vllm serve`` arguments
     vl-serve check [CONFIG | --config FILE]                  validate: exit 0, or 2, a line per mistake
+    vl-serve plan [CONFIG] [--gpu NAME | --gpu-memory SIZE] [--json]   capacity plan: 0 fits, 1 not
     vl-serve build-model [NAME]                              build embedded tiny models into the cache
     vl-serve schema [--json]                                 the config reference (docs/config.md)
 
@@ -87,6 +88,25 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument(
         "config_file", nargs="?", type=Path, metavar="CONFIG", help="the config (or --config)"
     )
+    plan = commands.add_parser(
+        "plan",
+        parents=[config],
+        help="capacity plan: weights, KV cache and media tokens against the GPU's memory",
+        description=(
+            "Weights per GPU, KV cache tokens after the weights and a 2 GiB allowance per GPU, the "
+            "worst request's media tokens, and a verdict for the GPU (gpu: in the file, --gpu or "
+            "--gpu-memory). Exit 0: fits (or no GPU named), 1: does not fit, 2: a mistake."
+        ),
+    )
+    plan.add_argument(
+        "config_file", nargs="?", type=Path, metavar="CONFIG", help="the config (or --config)"
+    )
+    target = plan.add_mutually_exclusive_group()
+    target.add_argument("--gpu", metavar="NAME", help="plan for this GPU instead of the file's")
+    target.add_argument(
+        "--gpu-memory", metavar="SIZE", help="plan for a GPU of this memory (80GiB, 81559MiB)"
+    )
+    plan.add_argument("--json", action="store_true", help="print the plan as one JSON object")
     build = commands.add_parser(
         "build-model",
         help="build embedded tiny models into the cache",
@@ -102,7 +122,7 @@ def parser() -> argparse.ArgumentParser:
         description="Print every config field: path, type, default, bounds, description.",
     )
     schema.add_argument("--json", action="store_true", help="print the JSON Schema instead")
-    for command in (serve, print_args, check, build, schema):
+    for command in (serve, print_args, check, plan, build, schema):
         command.set_defaults(subparser=command)
     return top
 
@@ -193,9 +213,22 @@ def _inspect(args: argparse.Namespace) -> int:
     plan = _checked_launch(cfg, source, secrets=check, build=False)
     if check:
         print(f"{source}: ok")
+        from vl_serve.plan import check_warning
+
+        warning = check_warning(cfg)
+        if warning:
+            print(f"warning: {source}: {warning}", file=sys.stderr)
     else:
         print(json.dumps(plan.argv) if args.json else plan.display())
     return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    """``plan``: the capacity plan of a config; exit 1 when it does not fit."""
+    from vl_serve import plan_report
+
+    cfg, source = load_config(args)
+    return plan_report.run(cfg, source, gpu=args.gpu, gpu_memory=args.gpu_memory, as_json=args.json)
 
 
 def _build_models(name: str | None) -> int:
@@ -233,6 +266,8 @@ def run(argv: list[str]) -> int:
             return _schema(args.json)
         if args.command in ("check", "print-args"):
             return _inspect(args)
+        if args.command == "plan":
+            return _plan(args)
         cfg, plan = plan_serve(args)
         launch.exec_vllm(cfg, plan, start_env)
         return 0  # pragma: no cover - exec does not return

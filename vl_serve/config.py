@@ -17,7 +17,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vl_serve import loading
+from vl_serve.gpu_config import GpuConfig
 from vl_serve.media_config import MediaConfig
+from vl_serve.reasoning_config import ReasoningConfig
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -113,8 +115,11 @@ class ServerConfig(_Model):
     max_json_depth: int = Field(
         64,
         ge=8,
-        le=1000,
-        description="Deepest nesting of arrays and objects a JSON request body may have.",
+        le=200,
+        description=(
+            "Deepest nesting of arrays and objects a JSON request body may have (the JSON "
+            "parser's own bound is 200)."
+        ),
     )
 
     @field_validator("api_key_env")
@@ -132,31 +137,6 @@ class ServerConfig(_Model):
         """The names of the variables holding accepted API keys (none: no key needed)."""
         value = self.api_key_env
         return [value] if isinstance(value, str) else list(value or [])
-
-
-class ReasoningConfig(_Model):
-    """How the thinking part of reasoning models is split and returned."""
-
-    parser: str | None = Field(
-        None,
-        description=(
-            "Reasoning parser name registered with vLLM (vl-serve adds 'qwen3_vl' and 'ernie45_vl'); "
-            "null for no reasoning split."
-        ),
-    )
-    default_enable_thinking: bool | None = Field(
-        None,
-        description=(
-            "Server default for thinking when a request does not say (null: the chat template's default)."
-        ),
-    )
-    response_field: Literal["reasoning", "reasoning_content", "both"] = Field(
-        "both",
-        description=(
-            "Field carrying the thinking part in responses: vLLM's 'reasoning', FastDeploy/Qianfan's "
-            "'reasoning_content', or both."
-        ),
-    )
 
 
 class VLServeConfig(_Model):
@@ -199,6 +179,10 @@ class VLServeConfig(_Model):
         gt=0.0,
         le=1.0,
         description="Fraction of GPU memory vLLM may use; null: vLLM's default.",
+    )
+    gpu: GpuConfig = Field(
+        default_factory=GpuConfig,
+        description="The GPU the deployment targets, for `vl-serve plan` and `vl-serve check`.",
     )
     dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] | None = Field(
         None, description="Weight and activation dtype; null: vLLM's default (auto)."
