@@ -1,8 +1,7 @@
 """Deny-by-default access control in front of every route of vLLM's server.
 
-vLLM loads it with ``--middleware vl_serve.server.access.AccessMiddleware``, listed last so that
-it is the outermost middleware: it decides before vLLM's CORS, scaling and dialect layers see a
-request. vLLM's own ``--api-key`` check does not serve: it guards only the path prefixes ``/v1``,
+It is the outermost layer of the one middleware vLLM is given (:mod:`vl_serve.server.stack`): it
+decides before vl-serve's request middleware and vLLM's CORS and scaling layers see a request. vLLM's own ``--api-key`` check does not serve: it guards only the path prefixes ``/v1``,
 ``/v2``, ``/inference`` and ``/cohere`` (so /invocations, /tokenize, /metrics, the dev routes and
 the rest are open), lets every OPTIONS through, reads only ``Authorization`` and takes one key
 from the environment.
@@ -33,13 +32,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 from collections.abc import Iterable
 from typing import Any
 
 from vl_serve import runtime
 from vl_serve.server.asgi import ASGIApp, Receive, Scope, Send, route_path
+from vl_serve.server.errors import RequestError
 from vl_serve.server.routes import METRICS, OPEN_GROUPS, PROBE, WEBSOCKET, Route, classify
 
 _AUTH_MESSAGE = (
@@ -50,32 +49,16 @@ _METRICS_MESSAGE = (
 )
 
 
-class Refusal:
-    """A refused request: ``status`` with vLLM's error body carrying a string ``code``."""
-
-    __slots__ = ("code", "message", "status")
-
-    def __init__(self, status: int, message: str, code: str) -> None:
-        self.status = status
-        self.message = message
-        self.code = code
-
-    def body(self) -> bytes:
-        kind = "AuthenticationError" if self.status == 401 else "NotFoundError"
-        info = {"message": self.message, "type": kind, "param": None, "code": self.code}
-        return json.dumps({"error": info}, separators=(",", ":")).encode()
+def not_found() -> RequestError:
+    return RequestError(404, "Not found.", code="route_closed")
 
 
-def not_found() -> Refusal:
-    return Refusal(404, "Not found.", "route_closed")
-
-
-def closed(route: Route) -> Refusal:
+def closed(route: Route) -> RequestError:
     message = (
         f"{route.method} {route.template} is closed on this server; add '{route.group}' "
         "to server.open_routes in the vl-serve config to open it."
     )
-    return Refusal(404, message, "route_closed")
+    return RequestError(404, message, code="route_closed")
 
 
 def key_env_names(value: str | list[str] | None) -> list[str]:
@@ -152,7 +135,7 @@ class AccessMiddleware:
                 return
         await self.app(scope, receive, send)
 
-    def check(self, scope: Scope) -> Refusal | None:
+    def check(self, scope: Scope) -> RequestError | None:
         """Why the request may not reach vLLM; None when it may."""
         headers = scope.get("headers", ())
         method = WEBSOCKET if scope["type"] == "websocket" else scope["method"]
@@ -174,20 +157,20 @@ class AccessMiddleware:
             needed, message = self.keys or None, _AUTH_MESSAGE
         if needed is None or matches(credentials(headers), needed):
             return None
-        return Refusal(401, message, "invalid_api_key")
+        return RequestError(401, message, code="invalid_api_key")
 
 
-async def refuse(refusal: Refusal, kind: str, send: Send) -> None:
+async def refuse(refusal: RequestError, kind: str, send: Send) -> None:
     """Answer a refused request: an error body, or a websocket closed before its accept."""
     if kind == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
-    body = refusal.body()
+    status, body = refusal.body()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
     ]
-    if refusal.status == 401:
+    if status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
-    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
