@@ -19,23 +19,12 @@ from vl_serve.config import MediaConfig
 from vl_serve.media.errors import bad
 from vl_serve.media.images import Resize
 from vl_serve.media.kwargs import MAX_SAMPLED_FRAMES, number, processor_value
+from vl_serve.media.unread import VLLM_PART_KEYS
 
 _DETAIL = ("auto", "low", "high")
 _MODALITY_NAMES = {"image": "images", "video": "videos", "audio": "audio items"}
-# The keys vLLM reads a part without a type (or with a uuid) by, in vLLM's order
-# (vllm/renderers/chat_utils.py, _parse_chat_message_content_mm_part), then qwen-vl-utils' own.
-_KEYS_IN_ORDER = (
-    "image_url",
-    "image_pil",
-    "image_embeds",
-    "audio_embeds",
-    "video_embeds",
-    "audio_url",
-    "input_audio",
-    "video_url",
-    "image",
-    "video",
-)
+# The keys a part without a type (or with a uuid) is read by: vLLM's, then qwen-vl-utils' own.
+_KEYS_IN_ORDER = (*VLLM_PART_KEYS, "image", "video")
 # Types that are vl-serve's own (qwen-vl-utils forms): rewritten to vLLM's, uuid or not.
 _OWN_TYPES = ("image", "video")
 

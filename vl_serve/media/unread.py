@@ -32,8 +32,9 @@ _MEDIA_TYPES: Final = frozenset(
         "audio_embeds",
     }
 )
-# Keys vLLM reads a content part without a type by (vllm/renderers/chat_utils.py).
-_MEDIA_KEYS: Final = (
+# Keys vLLM reads a content part without a type (or with a uuid) by, in vLLM's order
+# (vllm/renderers/chat_utils.py, _parse_chat_message_content_mm_part).
+VLLM_PART_KEYS: Final = (
     "image_url",
     "image_pil",
     "image_embeds",
@@ -54,7 +55,11 @@ def _media_at(value: Any, in_list: bool) -> list[str] | None:
         kind = value.get("type")
         if isinstance(kind, str) and kind in _MEDIA_TYPES:
             return []
-        if in_list and (kind is None or "uuid" in value) and any(k in value for k in _MEDIA_KEYS):
+        if (
+            in_list
+            and (kind is None or "uuid" in value)
+            and any(k in value for k in VLLM_PART_KEYS)
+        ):
             return []
         for key, item in value.items():
             if type(item) in (dict, list):
