@@ -1,9 +1,10 @@
-"""The ``vl-serve`` command line: serve, print-args, check, plan, build-model, schema.
+"""The ``vl-serve`` command line: serve, print-args, check, plan, render, build-model, schema.
 
     vl-serve [serve] [--config FILE] [--host H] [--port P]   serve (default: the embedded tiny model)
     vl-serve print-args [--config FILE] [--json]             the exact ``vllm serve`` arguments
     vl-serve check [CONFIG | --config FILE]                  validate: exit 0, or 2, a line per mistake
     vl-serve plan [CONFIG] [--gpu NAME | --gpu-memory SIZE] [--json]   capacity plan: 0 fits, 1 not
+    vl-serve render TARGET [--config FILE] [--out DIR]      compose, k8s or lws deployment files
     vl-serve build-model [NAME]                              build embedded tiny models into the cache
     vl-serve schema [--json]                                 the config reference (docs/config.md)
 
@@ -27,6 +28,7 @@ from vl_serve import __version__, launch, loading
 from vl_serve import builtin as builtin_models
 from vl_serve.config import VLServeConfig, from_dict
 from vl_serve.errors import EXIT_CONFIG, ConfigError, raise_all
+from vl_serve.render import command as render_command
 
 log = logging.getLogger("vl_serve")
 
@@ -122,7 +124,8 @@ def parser() -> argparse.ArgumentParser:
         description="Print every config field: path, type, default, bounds, description.",
     )
     schema.add_argument("--json", action="store_true", help="print the JSON Schema instead")
-    for command in (serve, print_args, check, plan, build, schema):
+    render = render_command.add_parser(commands, [config])
+    for command in (serve, print_args, check, plan, render, build, schema):
         command.set_defaults(subparser=command)
     return top
 
@@ -231,6 +234,14 @@ def _plan(args: argparse.Namespace) -> int:
     return plan_report.run(cfg, source, gpu=args.gpu, gpu_memory=args.gpu_memory, as_json=args.json)
 
 
+def _render(args: argparse.Namespace) -> int:
+    """``render``: the deployment files of a config checked as ``check`` checks it."""
+    cfg, source = load_config(args)
+    _checked_launch(cfg, source, secrets=False, build=False)
+    text = Path(args.config or default_config()).read_text(encoding="utf-8")
+    return render_command.run(args, cfg, source, text)
+
+
 def _build_models(name: str | None) -> int:
     for each in [name] if name else list(builtin_models.BUILDERS):
         print(builtin_models.ensure_built(each))
@@ -268,6 +279,8 @@ def run(argv: list[str]) -> int:
             return _inspect(args)
         if args.command == "plan":
             return _plan(args)
+        if args.command == "render":
+            return _render(args)
         cfg, plan = plan_serve(args)
         launch.exec_vllm(cfg, plan, start_env)
         return 0  # pragma: no cover - exec does not return

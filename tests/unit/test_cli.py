@@ -83,6 +83,10 @@ CASES = [
     pytest.param(["build-model", "nope"], 2, "invalid choice: 'nope'", id="build-unknown"),
     pytest.param(["build-model", "tiny-qwen3-vl", "x"], 2, "unrecognized", id="build-stray"),
     pytest.param(["schema", "--config", "{good}"], 2, "usage: vl-serve schema", id="schema-stray"),
+    pytest.param(["render", "--help"], 0, "usage: vl-serve render", id="render-help"),
+    pytest.param(["render", "k8s", "-c", "{good}"], 0, "kind: Deployment", id="render-k8s-stdout"),
+    pytest.param(["render", "helm"], 2, "invalid choice: 'helm'", id="render-unknown-target"),
+    pytest.param(["render", "k8s", "-c", "{bad}"], 2, "max_num_seqs = -3", id="render-bad-config"),
     pytest.param(["serve", "--port"], 2, "expected one argument", id="missing-value"),
 ]
 
