@@ -4,6 +4,7 @@
 the processor's pixel limits. They are read from the model's own files where this machine has
 them: a local folder, a built embedded model, or the Hugging Face hub cache. Without them, the
 presets' models fall back to the published values shipped in :mod:`vl_serve.model_table`.
+ERNIE-4.5-VL's ``-PT`` layout is read as the native one (:mod:`vl_serve.model_facts_pt`).
 Nothing here downloads anything or imports torch.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from vl_serve import model_table
 from vl_serve.errors import ConfigError
+from vl_serve.model_facts_pt import PT_MODEL_TYPE, pt_as_native
 
 # model_type -> the family the planner computes (vl_serve.plan_weights, vl_serve.plan_media).
 FAMILIES = {
@@ -27,8 +29,6 @@ FAMILIES = {
     "minicpmv": "minicpmv",
     "llama4": "llama4",
 }
-# Remote-code layouts the planner does not read; the table has the presets' models in another.
-UNREAD = {"ernie4_5_moe_vl": "ERNIE-4.5-VL's remote-code (-PT) config layout"}
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,10 @@ def read_folder(folder: Path, model: str) -> ModelFacts | None:
     config = _read_json(folder / "config.json")
     if config is None:
         return None
+    if config.get("model_type") == PT_MODEL_TYPE:
+        native = pt_as_native(config, _read_json(folder / "preprocessor_config.json") or {})
+        source = f"source: {folder}'s -PT config.json and preprocessor_config.json"
+        return ModelFacts(model, *native, source)
     processor = _read_json(folder / "processor_config.json") or {}
     image = processor.get("image_processor") or _read_json(folder / "preprocessor_config.json")
     video = processor.get("video_processor") or _read_json(
@@ -164,7 +168,7 @@ def find(model: str, folder: Path | None = None) -> ModelFacts:
         model_type = str(facts.config.get("model_type"))
         if model_type in FAMILIES:
             return facts
-        unread = UNREAD.get(model_type, f"model_type {model_type!r}")
+        unread = f"model_type {model_type!r}"
         tried.append(f"{path} ({unread})")
     shipped = published(model)
     if shipped is not None:

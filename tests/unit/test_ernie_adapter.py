@@ -117,3 +117,24 @@ def test_tiny_model_is_native_format() -> None:
     config = json.loads((path / "config.json").read_text())
     assert config["model_type"] == "ernie4_5_vl_moe" and "spatial_conv_size" not in config
     assert json.loads((path / "processor_config.json").read_text())
+
+
+def test_pt_layout_loads_without_remote_code_and_gets_native_media_processors() -> None:
+    from transformers import AutoConfig
+
+    from vl_serve.builtin import ensure_built
+    from vl_serve_plugins.ernie import pt
+    from vl_serve_plugins.ernie.config import is_native, normalize_config
+
+    pt.register()
+    path = ensure_built("tiny-ernie45-vl-pt")
+    assert pt.is_pt_folder(path) and not pt.is_pt_folder(ensure_built("tiny-ernie45-vl"))
+    config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    assert type(config) is pt.Ernie45VLPTConfig and not is_native(config)
+    assert normalize_config(config) is config  # the flat fields are vLLM's already
+    assert config.moe_num_experts == [4, 4] and config.vision_config.embed_dim == 32
+    assert config.rope_parameters["rope_theta"] == 500000.0
+    media = pt.media_processor(path, tokenizer=None)
+    assert dict(media.image_processor.size) == {"shortest_edge": 3136, "longest_edge": 50176}
+    assert (media.image_processor.patch_size, media.image_processor.merge_size) == (14, 2)
+    assert media.video_processor.temporal_patch_size == 2

@@ -2,7 +2,7 @@
 
 The GPU run itself needs a lent machine; what can go wrong in the folder shows here: the tokenizer
 must have every id the random weights can emit, the special tokens must keep the ids the config
-names (transformers renumbers added tokens that sit in a gap of the vocabulary), and a prompt with
+names (the real Qwen3-VL ids), and a prompt with
 an image must become the vision tokens the model expects.
 """
 
@@ -38,8 +38,9 @@ def test_tokenizer_has_every_id_and_special_tokens_where_the_config_says(folder:
     ]:
         assert tok.convert_tokens_to_ids(token) == config[key], key
     assert tok.convert_tokens_to_ids("<|im_end|>") == config["text_config"]["eos_token_id"]
-    # Qwen's layout: the added tokens are the last ids; the highest one decodes to itself.
-    assert tok.decode([make_model.VOCAB_SIZE - 1]) == "</tool_response>"
+    # Qwen's layout: the added tokens at their real ids, 151643 .. 151668.
+    assert tok.convert_tokens_to_ids("<|endoftext|>") == 151643
+    assert tok.decode([151668]) == "</think>"
     # Every id decodes to some text: a placeholder, a BPE piece or a special token.
     for i in (0, 1000, 5000, 150_000, make_model.VOCAB_SIZE - 21):
         assert tok.decode([i]), i

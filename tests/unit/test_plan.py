@@ -192,7 +192,7 @@ def test_facts_from_the_hub_cache_and_a_local_folder(_empty_hub_cache: Path) -> 
     assert found.text["num_hidden_layers"] == 2 and str(snapshot) in found.source
     assert model_facts.find(str(snapshot)).text["num_hidden_layers"] == 2
     # A layout the planner does not read falls back to the shipped facts of a preset's model.
-    (snapshot / "config.json").write_text(json.dumps({"model_type": "ernie4_5_moe_vl"}))
+    (snapshot / "config.json").write_text(json.dumps({"model_type": "someone_remote_vl"}))
     assert model_facts.find(QWEN3_4B).source.startswith("source: Qwen/Qwen3-VL-4B-Instruct's")
 
 
@@ -261,3 +261,49 @@ def test_tiny_default_config_plans_without_a_gpu() -> None:
     result = compute(cfg, facts_for(cfg, build=True), None)
     assert result.block_size == 128 and result.kv_tokens == 128 * 2**20 // 256
     assert result.fits is True and result.media_fits
+
+
+def test_the_pt_layout_is_planned_as_the_native_one() -> None:
+    """builtin:tiny-ernie45-vl-pt is builtin:tiny-ernie45-vl in the -PT layout: the same plan."""
+    figures = ("weights_bytes", "kv_bytes_per_token", "kv_tokens", "max_full_sequences")
+    plans = []
+    for name in ("tiny-ernie45-vl", "tiny-ernie45-vl-pt"):
+        cfg = vl_config.from_dict({"model": f"builtin:{name}", "trust_remote_code": False})
+        result = plan(cfg, facts_for(cfg, build=True), None)
+        plans.append(([getattr(result, f) for f in figures], result.media))
+    assert plans[0] == plans[1]
+    # The published -PT config.json's fields, read natively, are the shipped facts' values.
+    from vl_serve.model_facts_pt import pt_as_native
+
+    remote = {
+        "model_type": "ernie4_5_moe_vl",
+        "hidden_size": 2560,
+        "intermediate_size": 12288,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 20,
+        "num_key_value_heads": 4,
+        "vocab_size": 103424,
+        "moe_num_experts": [64, 64],
+        "moe_intermediate_size": [1536, 512],
+        "moe_layer_start_index": [1, 1],
+        "moe_layer_end_index": [29, 28],
+        "moe_k": 6,
+        "moe_num_shared_experts": 2,
+        "spatial_conv_size": 2,
+        "temporal_conv_size": 2,
+        "vision_config": {"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16},
+    }
+    native, image, _ = pt_as_native(remote, {"min_pixels": 3136, "max_pixels": 4842768})
+    shipped = model_table.PUBLISHED["baidu/ERNIE-4.5-VL-28B-A3B-PT"]
+    for key in remote.keys() & shipped["config"]["text_config"].keys() - {"moe_num_experts"}:
+        assert native["text_config"][key] == shipped["config"]["text_config"][key], key
+    assert (
+        native["text_config"]["mlp_layer_types"]
+        == shipped["config"]["text_config"]["mlp_layer_types"]
+    )
+    assert (
+        native["text_config"]["moe_num_experts"] == 64 and native["text_config"]["head_dim"] == 128
+    )
+    for key, value in native["vision_config"].items():
+        assert shipped["config"]["vision_config"][key] == value, key
+    assert image == shipped["image"]

@@ -1,13 +1,16 @@
 """Embedded tiny random-weight models (``model: builtin:<name>``), built locally on first use.
 
 They let ``make serve`` and the tests run vLLM end to end with no download: a real architecture,
-a real tokenizer and processor, a few hundred thousand seeded random weights. Random weights make
-noise, not text: tests force output with ``structured_outputs`` and assert on token counts, status
-codes and forced text.
+a real tokenizer and processor, seeded random weights (a few million, nearly all of them the
+embedding of the real-size vocabulary). Random weights make noise, not text: tests force output
+with ``structured_outputs`` and assert on token counts, status codes and forced text.
 
 - :mod:`~vl_serve.builtin.registry`: the names, the cache folder, building once under a lock;
-- :mod:`~vl_serve.builtin.common`: the seeded BPE tokenizer trainer and random-weight saver;
-- :mod:`~vl_serve.builtin.qwen3_vl`, :mod:`~vl_serve.builtin.ernie45_vl`: one module per model.
+- :mod:`~vl_serve.builtin.common`: the seeded BPE trainer, the real token-id layout, the weight
+  saver;
+- :mod:`~vl_serve.builtin.qwen3_vl`, :mod:`~vl_serve.builtin.ernie45_vl`,
+  :mod:`~vl_serve.builtin.ernie45_vl_pt`: one module per model, each the real checkpoint's config
+  with only the sizes scaled down, and the real family's special tokens at their ids.
 
 The names below are re-exported for the launcher, the tests and the benchmarks.
 """

@@ -1,12 +1,16 @@
-"""What every tiny model builder shares: a seeded byte-level BPE trainer and a random-weight saver.
+"""What every tiny model builder shares: a seeded BPE trainer, the real ids' layout, a weight saver.
 
-Both are deterministic (fixed seeds), so a model built twice is the same model and a cache built on
-one machine matches one built on another. transformers, tokenizers and torch are imported inside
-the functions: importing vl_serve.builtin stays cheap for the launcher.
+All deterministic (fixed seeds), so a model built twice is the same model and a cache built on one
+machine matches one built on another. :func:`place_tokens` puts a family's special and added
+tokens at the ids the real tokenizer gives them, padding the vocabulary with placeholder tokens, so
+a client that hard-codes an id (``stop_token_ids: [151645]``) means the same token as on the real
+model. transformers, tokenizers and torch are imported inside the functions: importing
+vl_serve.builtin stays cheap for the launcher.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,12 +30,18 @@ def _corpus(words: list[str], seed: int, lines: int) -> Iterator[str]:
 
 
 def train_byte_bpe(
-    words: list[str], *, seed: int = SEED, vocab_size: int = 1024, lines: int = 3000
+    words: list[str],
+    *,
+    seed: int = SEED,
+    vocab_size: int = 1024,
+    lines: int = 3000,
+    first: tuple[str, ...] = (),
 ) -> Any:
     """A byte-level BPE ``tokenizers.Tokenizer`` trained on a seeded corpus of ``words``.
 
-    Byte-level, so any text encodes and every id decodes; the model's special and added tokens
-    are added afterwards by its builder, with the kinds (special or not) of the real tokenizer.
+    Byte-level, so any text encodes and every id decodes. ``first`` takes ids 0, 1, ... (ERNIE's
+    ``<unk>``, ``<s>``, ``</s>``); the other special and added tokens are placed afterwards by
+    :func:`place_tokens`, with the kinds (special or not) of the real tokenizer.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -42,10 +52,53 @@ def train_byte_bpe(
         vocab_size=vocab_size,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
-        special_tokens=[],
+        special_tokens=list(first),
     )
     tok.train_from_iterator(_corpus(words, seed, lines), trainer=trainer)
     return tok
+
+
+def place_tokens(tok: Any, size: int, tokens: dict[str, tuple[int, bool]]) -> Any:
+    """``tok`` with exactly ``size`` ids: its BPE vocabulary first, each of ``tokens``
+    (content -> (id, special)) at its id, placeholder tokens ``<|x{id}|>`` everywhere else.
+
+    Every id is in the model vocabulary, so there is no gap for transformers to renumber an added
+    token into, and every id decodes to text. The tokens are also registered as added tokens with
+    their kind: special ones are skipped by ``skip_special_tokens``, the others (think and tool
+    tags) survive decoding, as with the real tokenizers.
+    """
+    from tokenizers import Tokenizer
+
+    data = json.loads(tok.to_str())
+    vocab: dict[str, int] = data["model"]["vocab"]
+    reserved = {token_id for token_id, _ in tokens.values()}
+    if max(reserved) >= size or len(reserved) != len(tokens):
+        raise ValueError("token ids must be distinct and below the vocabulary size")
+    bpe = sorted(vocab.items(), key=lambda item: item[1])
+    fixed = {t: i for t, i in bpe if t in tokens}  # trained in as specials: ids must agree
+    for content, token_id in fixed.items():
+        if tokens[content][0] != token_id:
+            raise ValueError(f"{content} has id {token_id}, not {tokens[content][0]}")
+    if any(i in reserved for t, i in bpe if t not in fixed):
+        raise ValueError("a reserved id is taken by a BPE token: train a smaller vocabulary")
+    layout = {t: i for t, i in bpe}
+    layout.update({content: token_id for content, (token_id, _) in tokens.items()})
+    taken = set(layout.values())
+    layout.update({f"<|x{i}|>": i for i in range(size) if i not in taken})
+    data["model"]["vocab"] = dict(sorted(layout.items(), key=lambda item: item[1]))
+    data["added_tokens"] = [
+        {
+            "id": token_id,
+            "content": content,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": special,
+        }
+        for content, (token_id, special) in sorted(tokens.items(), key=lambda item: item[1][0])
+    ]
+    return Tokenizer.from_str(json.dumps(data))
 
 
 def save_random_model(

@@ -1,9 +1,11 @@
 """The embedded tiny Qwen3-VL (``builtin:tiny-qwen3-vl``): tokenizer, weights and processor.
 
-A real Qwen3-VL architecture at toy size (2 text layers, a 2-block vision tower, seeded random
-weights), with a tokenizer that has Qwen's special and think/tool tokens and a reduced Qwen3-VL
-chat template, so vLLM runs its real Qwen3-VL code path end to end without a download.
-benchmarks/gpu/make_model.py reuses the tokenizer and processor for a full-size dummy model.
+Qwen3-VL-4B-Instruct's published config with only the sizes scaled down (2 text layers 64 wide,
+a 2-block vision tower; seeded random weights), a tokenizer with Qwen's special, think and tool
+tokens at their real ids in its 151936-id vocabulary, and a reduced Qwen3-VL chat template, so
+vLLM runs its real Qwen3-VL code path end to end without a download and clients that hard-code
+Qwen's ids work. benchmarks/gpu/make_model.py reuses the tokenizer, processor and the 4B config
+for a full-size dummy model.
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ from typing import Any
 
 from vl_serve.builtin.common import save_random_model, train_byte_bpe
 
+# Qwen3-VL's added tokens at their ids (Qwen/Qwen3-VL-4B-Instruct's tokenizer_config.json,
+# added_tokens_decoder): the first 14 are special, the rest are ordinary added tokens (they survive
+# decoding, as the think and tool tags must). Its BPE vocabulary has ids 0..151642 and the model's
+# embedding 151936 rows.
+QWEN_VOCAB_SIZE = 151936
 QWEN_SPECIAL = [
     "<|endoftext|>",
     "<|im_start|>",
@@ -30,15 +37,22 @@ QWEN_SPECIAL = [
     "<|image_pad|>",
     "<|video_pad|>",
 ]
-# Added as ordinary (non-special) tokens, as in Qwen3's tokenizer: they survive decoding.
 QWEN_ADDED = [
-    "<think>",
-    "</think>",
     "<tool_call>",
     "</tool_call>",
+    "<|fim_prefix|>",
+    "<|fim_middle|>",
+    "<|fim_suffix|>",
+    "<|fim_pad|>",
+    "<|repo_name|>",
+    "<|file_sep|>",
     "<tool_response>",
     "</tool_response>",
+    "<think>",
+    "</think>",
 ]
+QWEN_FIRST_ADDED_ID = 151643  # <|endoftext|>; </think> is 151668
+QWEN_IDS = {t: QWEN_FIRST_ADDED_ID + i for i, t in enumerate(QWEN_SPECIAL + QWEN_ADDED)}
 
 # Qwen3-VL chat template, reduced, covering the three prompt shapes of Qwen's templates:
 # enable_thinking false closes an empty think block in the prompt (hybrid/Instruct), true opens
@@ -97,19 +111,27 @@ _CORPUS_WORDS = (
 
 
 def build_qwen_tokenizer(out: Path, vocab_size: int = 1024) -> dict[str, int]:
-    """Train a byte-level BPE with Qwen's special tokens; return the ids of the special tokens."""
+    """Train a byte-level BPE of ``vocab_size`` tokens and lay it out as Qwen3-VL's tokenizer:
+    the special and added tokens at their real ids, :data:`QWEN_VOCAB_SIZE` ids in all.
+    Returns the ids of the special and added tokens."""
     from transformers import PreTrainedTokenizerFast
 
-    tok = train_byte_bpe(_CORPUS_WORDS.split(), vocab_size=vocab_size)
+    from vl_serve.builtin.common import place_tokens
+
+    special = set(QWEN_SPECIAL)
+    tok = place_tokens(
+        train_byte_bpe(_CORPUS_WORDS.split(), vocab_size=vocab_size),
+        QWEN_VOCAB_SIZE,
+        {t: (i, t in special) for t, i in QWEN_IDS.items()},
+    )
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         additional_special_tokens=QWEN_SPECIAL,
         clean_up_tokenization_spaces=False,
-        model_max_length=32768,
+        model_max_length=262144,
     )
-    fast.add_tokens(QWEN_ADDED, special_tokens=False)
     fast.chat_template = QWEN3_VL_CHAT_TEMPLATE
     fast.save_pretrained(out)
     # Processors look these up by name.
@@ -123,54 +145,105 @@ def build_qwen_tokenizer(out: Path, vocab_size: int = 1024) -> dict[str, int]:
         vision_end_token="<|vision_end|>",
     )
     cfg_path.write_text(json.dumps(cfg, indent=2))
-    return {t: fast.convert_tokens_to_ids(t) for t in QWEN_SPECIAL + QWEN_ADDED}
+    ids = {t: fast.convert_tokens_to_ids(t) for t in QWEN_IDS}
+    if ids != QWEN_IDS:
+        raise RuntimeError(f"Qwen token ids moved: {ids}")
+    return ids
+
+
+# Qwen/Qwen3-VL-4B-Instruct's config.json (text_config and vision_config as published).
+QWEN3_VL_4B_TEXT: dict[str, Any] = {
+    "hidden_size": 2560,
+    "intermediate_size": 9728,
+    "num_hidden_layers": 36,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "hidden_act": "silu",
+    "rms_norm_eps": 1e-6,
+    "attention_bias": False,
+    "max_position_embeddings": 262144,
+    "rope_scaling": {
+        "rope_type": "default",
+        "mrope_section": [24, 20, 20],
+        "mrope_interleaved": True,
+    },
+    "rope_theta": 5000000,
+    "tie_word_embeddings": True,
+    "vocab_size": QWEN_VOCAB_SIZE,
+}
+QWEN3_VL_4B_VISION: dict[str, Any] = {
+    "depth": 24,
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_heads": 16,
+    "in_channels": 3,
+    "hidden_act": "gelu_pytorch_tanh",
+    "patch_size": 16,
+    "spatial_merge_size": 2,
+    "temporal_patch_size": 2,
+    "out_hidden_size": 2560,
+    "num_position_embeddings": 2304,
+    "deepstack_visual_indexes": [5, 11, 17],
+}
+# The tiny model: the same config with only the sizes scaled down (head_dim 32 has 16 rotary
+# pairs, split [6, 5, 5] across t/h/w as the real [24, 20, 20] splits 64; one deepstack level).
+TINY_TEXT: dict[str, Any] = {
+    **QWEN3_VL_4B_TEXT,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 32,
+    "rope_scaling": {"rope_type": "default", "mrope_section": [6, 5, 5], "mrope_interleaved": True},
+}
+TINY_VISION: dict[str, Any] = {
+    **QWEN3_VL_4B_VISION,
+    "depth": 2,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_heads": 2,
+    "out_hidden_size": 64,
+    "deepstack_visual_indexes": [1],
+}
+
+
+def qwen3_vl_config(text: dict[str, Any], vision: dict[str, Any]) -> dict[str, Any]:
+    """A Qwen3-VL config.json (as published) for the given text and vision shapes."""
+    return {
+        "architectures": ["Qwen3VLForConditionalGeneration"],
+        "model_type": "qwen3_vl",
+        "text_config": {
+            **text,
+            "model_type": "qwen3_vl_text",
+            "dtype": "bfloat16",
+            "bos_token_id": QWEN_IDS["<|endoftext|>"],
+            "eos_token_id": QWEN_IDS["<|im_end|>"],
+        },
+        "vision_config": {**vision, "model_type": "qwen3_vl"},
+        "image_token_id": QWEN_IDS["<|image_pad|>"],
+        "video_token_id": QWEN_IDS["<|video_pad|>"],
+        "vision_start_token_id": QWEN_IDS["<|vision_start|>"],
+        "vision_end_token_id": QWEN_IDS["<|vision_end|>"],
+        "tie_word_embeddings": text["tie_word_embeddings"],
+        "dtype": "bfloat16",
+    }
 
 
 def build_tiny_qwen3_vl(out: Path) -> None:
-    """A 2-layer Qwen3-VL with a 2-block vision tower: about 300k parameters."""
+    """Qwen3-VL-4B-Instruct's architecture scaled to 2 text layers 64 wide and a 2-block vision
+    tower; its real tokenizer layout (151936 ids, tied embeddings): about 10M parameters, nearly
+    all of them the embedding."""
     from transformers import AutoTokenizer, Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     ids = build_qwen_tokenizer(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
-    vocab = len(tokenizer)
-    config = Qwen3VLConfig(
-        text_config={
-            "vocab_size": vocab,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 1,
-            "head_dim": 32,
-            "max_position_embeddings": 32768,
-            "rope_parameters": {
-                "rope_type": "default",
-                "rope_theta": 500000.0,
-                "mrope_section": [6, 5, 5],
-                "mrope_interleaved": True,
-            },
-            "tie_word_embeddings": False,
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-        },
-        vision_config={
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "patch_size": 16,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "out_hidden_size": 64,
-            "num_position_embeddings": 256,
-            "deepstack_visual_indexes": [1],
-        },
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=False,
-    )
+    published = qwen3_vl_config(TINY_TEXT, TINY_VISION)
+    text = dict(published["text_config"])
+    # transformers' config takes rope_theta inside rope_parameters.
+    text["rope_parameters"] = {**text.pop("rope_scaling"), "rope_theta": text.pop("rope_theta")}
+    config = Qwen3VLConfig(**{**published, "text_config": text})
     save_random_model(
         Qwen3VLForConditionalGeneration,
         config,
@@ -180,7 +253,8 @@ def build_tiny_qwen3_vl(out: Path) -> None:
         pad=ids["<|endoftext|>"],
     )
 
-    # Pixel budget: 64x64 .. 256x256 per image (a 64x64 image is 16 patches -> 4 tokens).
+    # Pixel budget: 64x64 .. 256x256 per image (a 64x64 image is 16 patches -> 4 tokens); the
+    # real processor's is 256x256 .. 4096x4096, scaled down with the model.
     save_qwen3_vl_processor(out, tokenizer, min_pixels=64 * 64, max_pixels=256 * 256)
 
 

@@ -24,12 +24,13 @@ from vl_serve.builtin.common import SEED
 from vl_serve.errors import ConfigError
 
 # Bump when a builder's output changes, so caches rebuild.
-BUILDER_VERSION = "4"
+BUILDER_VERSION = "5"
 
 # Public names (used in configs as builtin:<name>): treat a rename as breaking.
 BUILDERS: dict[str, str] = {
     "tiny-qwen3-vl": "vl_serve.builtin.qwen3_vl:build_tiny_qwen3_vl",
     "tiny-ernie45-vl": "vl_serve.builtin.ernie45_vl:build_tiny_ernie45_vl",
+    "tiny-ernie45-vl-pt": "vl_serve.builtin.ernie45_vl_pt:build_tiny_ernie45_vl_pt",
 }
 
 

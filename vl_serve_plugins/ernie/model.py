@@ -12,6 +12,8 @@ native format (``model_type: ernie4_5_vl_moe``, ``Ernie4_5_VLMoeProcessor``):
   ``video_grid_thw`` in the patch layout vLLM's vision tower takes) and vLLM expands each
   ``<|image@placeholder|>`` / ``<|video@placeholder|>`` of the prompt into
   ``<|IMAGE_PLACEHOLDER|>`` tokens, as with the remote processor;
+- a ``-PT`` folder served without remote code (:mod:`.pt`) takes the native path too, with
+  transformers' native image and video processors built from its ``preprocessor_config.json``;
 - weights saved by transformers' native class (``model.vision_model.*``) load like the remote
   checkpoints' top-level ``vision_model.*``;
 - vLLM's ERNIE rotary embedding gets the ``forward_cpu`` it lacks before the layers are built
@@ -42,6 +44,7 @@ from vllm.multimodal.parse import MultiModalDataItems
 from vllm.multimodal.processing import BaseMultiModalProcessor, PromptReplacement, PromptUpdate
 from vllm.multimodal.processing.processor import HFMultiModalInputs
 
+from vl_serve_plugins.ernie import pt
 from vl_serve_plugins.ernie.config import is_native, normalize_config
 from vl_serve_plugins.patches import apply_ernie45_vl_rope_cpu
 
@@ -53,12 +56,21 @@ PATCH_TOKEN = "<|IMAGE_PLACEHOLDER|>"
 
 
 def _is_native_processor(processor: Any) -> bool:
-    return type(processor).__name__ == "Ernie4_5_VLMoeProcessor"
+    return isinstance(processor, pt.PTMediaProcessor) or (
+        type(processor).__name__ == "Ernie4_5_VLMoeProcessor"
+    )
 
 
 class VLServeErnie45VLProcessingInfo(Ernie4_5_VLProcessingInfo):
     def get_hf_config(self) -> Any:
         return normalize_config(self.ctx.model_config.hf_config)
+
+    def get_hf_processor(self, **kwargs: object) -> Any:
+        model_config = self.ctx.model_config
+        if not model_config.trust_remote_code and pt.is_pt_folder(model_config.model):
+            # The -PT folder's processor is remote code: its media processors, natively.
+            return pt.media_processor(model_config.model, self.get_tokenizer())
+        return super().get_hf_processor(**kwargs)
 
     def get_video_processor(self, **kwargs: object) -> Any:
         return self.get_hf_processor(**kwargs).video_processor
