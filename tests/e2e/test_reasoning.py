@@ -1,11 +1,14 @@
 """Reasoning split and the FastDeploy/Qianfan dialect through the real server (tiny Qwen3-VL).
 
-The tiny model's chat template renders the three prompt shapes of Qwen's templates:
-``enable_thinking: true`` opens ``<think>`` (Thinking), ``false`` closes an empty think block
-(Instruct/hybrid), unset leaves thinking to the model. Each row of the shared case table whose
-prompt shape the template produces is forced with ``structured_outputs`` (applied inside the
+Each row of the shared case table is rendered by the template it names, sent with the request
+(``trust_request_chat_template``): ``thinking`` always opens ``<think>`` (Qwen3-VL-Thinking),
+``instruct`` never has a think block, ``hybrid`` is the tiny model's own template
+(``enable_thinking: true`` opens ``<think>``, ``false`` closes an empty block, unset leaves
+thinking to the model). The output is forced with ``structured_outputs`` (applied inside the
 reasoning part too: ``structured_outputs_config.enable_in_reasoning``) and checked streamed and
-not streamed against the same expected split, in both field names.
+not streamed against the same expected split, in both field names. The structured-output rows
+run on a second server with vLLM's default gate (grammar held back until the reasoning ends),
+where only vl-serve's direct-answer rule holds a direct answer to the grammar.
 """
 
 from __future__ import annotations
@@ -19,14 +22,17 @@ import openai
 import pytest
 
 from tests.helpers.reasoning_cases import CASES, QWEN3_VL, ReasoningCase
-from tests.helpers.vlserver import VLServer, reasoning_config, running
+from tests.helpers.vlserver import VLServer, reasoning_config, running, tiny_config
 
 pytestmark = pytest.mark.e2e
 
 MODEL = "tiny-qwen3-vl"
 
-# The generation prompt the tiny template renders for each thinking switch.
+# The generation prompt the tiny (hybrid) template renders for each thinking switch.
 GEN_PROMPT = {True: QWEN3_VL.gen_open, False: QWEN3_VL.gen_closed, None: QWEN3_VL.gen_plain}
+# What the Thinking and Instruct templates render, whatever the switch.
+FIXED_GEN_PROMPT = {"thinking": QWEN3_VL.gen_open, "instruct": QWEN3_VL.gen_plain}
+_GEN_START = "{%- if add_generation_prompt -%}"
 
 
 def _renderable(case: ReasoningCase) -> bool:
@@ -36,10 +42,31 @@ def _renderable(case: ReasoningCase) -> bool:
         "unicode"
     ):  # the tiny byte-level vocabulary has no such merges; unit-tested
         return False
-    return case.prompt.endswith(GEN_PROMPT[case.chat_template_kwargs.get("enable_thinking")])
+    gen = FIXED_GEN_PROMPT.get(case.template)
+    if gen is None:
+        gen = GEN_PROMPT[case.chat_template_kwargs.get("enable_thinking")]
+    return case.prompt.endswith(gen)
 
 
-E2E_CASES = [c for c in CASES if _renderable(c) and "truncated" not in c.id]
+E2E_CASES = [c for c in CASES if _renderable(c) and not c.structured]
+STRUCTURED_CASES = [c for c in CASES if _renderable(c) and c.structured]
+
+
+@pytest.fixture(scope="module")
+def templates() -> dict[str, str]:
+    """The chat template each case names: the tiny model's own (hybrid) and its two variants."""
+    from transformers import AutoTokenizer
+
+    from vl_serve.builtin import ensure_built
+
+    hybrid = AutoTokenizer.from_pretrained(ensure_built("tiny-qwen3-vl")).chat_template
+    assert hybrid.count(_GEN_START) == 1
+    head = hybrid.split(_GEN_START)[0]
+
+    def fixed(gen: str) -> str:
+        return head + _GEN_START + "{{ " + repr(gen) + " }}{%- endif -%}"
+
+    return {"hybrid": hybrid, **{name: fixed(gen) for name, gen in FIXED_GEN_PROMPT.items()}}
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +75,7 @@ def server() -> Iterator[VLServer]:
         "qwen3_vl",
         served_model_name=[MODEL, "null"],  # FastDeploy's client sends model="null"
         reasoning={"response_field": "both"},
+        vllm_args={"trust_request_chat_template": True},
     )
     with running(config, name="reasoning") as srv:
         yield srv
@@ -75,8 +103,11 @@ def marker_bias() -> dict[str, int]:
     return {str(tok.convert_tokens_to_ids(m)): 100 for m in markers}
 
 
-def _request(case: ReasoningCase, *, stream: bool, bias: dict[str, int]) -> dict[str, Any]:
+def _request(
+    case: ReasoningCase, *, stream: bool, bias: dict[str, int], templates: dict[str, str]
+) -> dict[str, Any]:
     body: dict[str, Any] = {
+        "chat_template": templates[case.template],
         "logit_bias": bias,
         "model": MODEL,
         "messages": [{"role": "user", "content": "What is 2+2?"}],
@@ -87,6 +118,9 @@ def _request(case: ReasoningCase, *, stream: bool, bias: dict[str, int]) -> dict
     }
     if case.chat_template_kwargs:
         body["chat_template_kwargs"] = dict(case.chat_template_kwargs)
+    else:
+        # Thinking left to the model explicitly: the forced output is not a direct answer.
+        body["chat_template_kwargs"] = {"enable_thinking": None}
     if stream:
         body["stream_options"] = {"include_usage": True}
     return body
@@ -125,9 +159,13 @@ def _split(server: VLServer, body: dict[str, Any]) -> tuple[Any, Any, Any, dict[
 @pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
 @pytest.mark.parametrize("case", E2E_CASES, ids=[c.id for c in E2E_CASES])
 def test_case_table_through_server(
-    server: VLServer, case: ReasoningCase, stream: bool, marker_bias: dict[str, int]
+    server: VLServer,
+    case: ReasoningCase,
+    stream: bool,
+    marker_bias: dict[str, int],
+    templates: dict[str, str],
 ) -> None:
-    body = _request(case, stream=stream, bias=marker_bias)
+    body = _request(case, stream=stream, bias=marker_bias, templates=templates)
     reasoning, mirrored, content, usage = _split(server, body)
     assert (reasoning, content) == (case.reasoning, case.content)
     assert mirrored == reasoning
@@ -139,31 +177,53 @@ def test_case_table_through_server(
         assert not details.get("reasoning_tokens"), usage
 
 
+CUT_SWITCHES = [
+    pytest.param("hybrid", {"enable_thinking": True}, id="switch_on"),
+    pytest.param("thinking", None, id="no_switch_thinking_template"),
+]
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
+@pytest.mark.parametrize(("template", "kwargs"), CUT_SWITCHES)
 def test_cut_by_max_tokens_inside_thinking(
-    server: VLServer, stream: bool, marker_bias: dict[str, int]
+    server: VLServer,
+    stream: bool,
+    template: str,
+    kwargs: dict[str, Any] | None,
+    marker_bias: dict[str, int],
+    templates: dict[str, str],
 ) -> None:
-    body = {
+    """Cut by max_tokens before </think>: all reasoning, streamed and not, also when the
+    template opened <think> and the request has no switch (Qwen3-VL-Thinking's default)."""
+    body: dict[str, Any] = {
         "model": MODEL,
         "messages": [{"role": "user", "content": "Think hard."}],
         "max_tokens": 6,
         "temperature": 0,
         "logit_bias": marker_bias,
         "stream": stream,
-        "chat_template_kwargs": {"enable_thinking": True},
+        "chat_template": templates[template],
         "structured_outputs": {"regex": "(thinking more )+</think>done"},
     }
-    if not stream:
+    if kwargs is not None:
+        body["chat_template_kwargs"] = kwargs
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+        reasoning, mirrored, content, usage = _split(server, body)
+    else:
         data = httpx.post(server.url("/v1/chat/completions"), json=body, timeout=120).json()
         choice = data["choices"][0]
         assert choice["finish_reason"] == "length"
-        assert choice["message"]["reasoning"].startswith("thinking")
-        assert choice["message"]["reasoning_content"] == choice["message"]["reasoning"]
-        assert not choice["message"]["content"]
-        return
-    reasoning, _, content, _ = _split(server, body)
-    assert reasoning is not None and reasoning.startswith("thinking")
+        message, usage = choice["message"], data["usage"]
+        reasoning, mirrored, content = (
+            message["reasoning"],
+            message["reasoning_content"],
+            message["content"],
+        )
+    assert reasoning is not None and reasoning.startswith("thinking"), (reasoning, content)
+    assert mirrored == reasoning
     assert content is None
+    assert usage["completion_tokens_details"]["reasoning_tokens"] == 6
 
 
 # The three request forms of the thinking switch reach the chat template: the prompt grows by
@@ -275,21 +335,41 @@ def test_bad_dialect_fields_get_openai_400(
     assert httpx.get(server.url("/health")).status_code == 200
 
 
-def test_reasoning_max_tokens_maps_to_thinking_budget(server: VLServer) -> None:
-    body = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "Think."}],
-        "max_tokens": 30,
-        "temperature": 0,
-        "enable_thinking": True,
-        "reasoning_max_tokens": 4,
-    }
-    resp = httpx.post(server.url("/v1/chat/completions"), json=body, timeout=60)
-    assert resp.status_code == 200, resp.text
-    msg = resp.json()["choices"][0]["message"]
-    # The budget closes the thinking part after 4 tokens: the rest is content.
-    assert msg["reasoning"] is not None
-    assert msg["reasoning_content"] == msg["reasoning"]
+BUDGET_FORMS = [
+    pytest.param({"reasoning_max_tokens": 4}, id="top-level"),
+    pytest.param({"metadata": {"reasoning_max_tokens": 4}}, id="metadata"),
+]
+
+
+@pytest.mark.parametrize("form", BUDGET_FORMS)
+def test_reasoning_max_tokens_maps_to_thinking_budget(
+    server: VLServer, form: dict[str, Any]
+) -> None:
+    """The budget closes the thinking part after at most 4 tokens; without it the random model
+    thinks through all 30 tokens."""
+
+    def ask(extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Think."}],
+            "max_tokens": 30,
+            "temperature": 0,
+            "enable_thinking": True,
+            **extra,
+        }
+        resp = httpx.post(server.url("/v1/chat/completions"), json=body, timeout=60)
+        assert resp.status_code == 200, resp.text
+        data = resp.json()
+        return data["choices"][0]["message"], data["usage"]
+
+    msg, usage = ask({})
+    assert usage["completion_tokens_details"]["reasoning_tokens"] == 30, usage
+    assert msg["content"] is None
+    msg, usage = ask(form)
+    assert 0 < usage["completion_tokens_details"]["reasoning_tokens"] <= 4, usage
+    assert msg["reasoning"] and msg["reasoning_content"] == msg["reasoning"]
+    # Generation went on past the forced </think> (its text may be tokens that decode to nothing).
+    assert usage["completion_tokens"] > usage["completion_tokens_details"]["reasoning_tokens"]
 
 
 def test_fast_stream_path_is_on_in_the_server(client: openai.OpenAI, server: VLServer) -> None:
@@ -299,3 +379,49 @@ def test_fast_stream_path_is_on_in_the_server(client: openai.OpenAI, server: VLS
         model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=4, stream=False
     )
     assert "fast per-delta path in vLLM's DelegatingParser.parse_delta is on" in server.log_text()
+
+
+# --- structured output with vLLM's default gate (a second server) -----------------------------
+
+
+@pytest.fixture(scope="module")
+def direct_server() -> Iterator[VLServer]:
+    """qwen3_vl with the grammar held back until the reasoning ends (vLLM's default)."""
+    config = tiny_config(
+        reasoning={"parser": "qwen3_vl"}, vllm_args={"trust_request_chat_template": True}
+    )
+    with running(config, name="reasoning-direct") as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-stream", "stream"])
+@pytest.mark.parametrize("case", STRUCTURED_CASES, ids=[c.id for c in STRUCTURED_CASES])
+def test_structured_output_without_a_switch(
+    direct_server: VLServer, case: ReasoningCase, stream: bool, templates: dict[str, str]
+) -> None:
+    """No thinking switch, a grammar: a direct answer (Instruct, hybrid) is held to it from its
+    first token; a Thinking template's answer after ``</think>`` (forced at once with a logit
+    bias here: the grammar does not steer the reasoning part on this server, so the row's
+    reasoning is empty)."""
+    body: dict[str, Any] = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "What is 2+2? Answer in JSON."}],
+        "max_tokens": 60,
+        "temperature": 0,
+        "stream": stream,
+        "chat_template": templates[case.template],
+        "structured_outputs": {"regex": re.escape(str(case.content))},
+    }
+    if case.template == "thinking":
+        from transformers import AutoTokenizer
+
+        from vl_serve.builtin import ensure_built
+
+        tok = AutoTokenizer.from_pretrained(ensure_built("tiny-qwen3-vl"))
+        body["logit_bias"] = {str(tok.convert_tokens_to_ids("</think>")): 100}
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    reasoning, mirrored, content, usage = _split(direct_server, body)
+    assert content == case.content
+    assert reasoning is None and mirrored is None
+    assert not (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")

@@ -67,6 +67,12 @@ BODIES: dict[str, dict[str, Any]] = {
     "/v1/completions": {"model": MODEL, "prompt": "hi", "max_tokens": 1},
     "/tokenize": {"model": MODEL, "prompt": "hi"},
     "/detokenize": {"model": MODEL, "tokens": [1, 2]},
+    "/generate": {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1},
+    "/v2/chat/completions": {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 1,
+    },
 }
 
 
@@ -216,6 +222,23 @@ def test_every_vllm_route(server: VLServer, vllm_routes: list[tuple[str, str]]) 
             group = route.group if route else "unclassified"
             wrong.append(f"{method} {path} [{group}]: no key, wrong key, key -> {got}")
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    sorted(routes.OWN_ROUTES),
+    ids=[f"{m} {p}" for m, p in sorted(routes.OWN_ROUTES)],
+)
+def test_vl_serves_own_routes(server: VLServer, method: str, path: str) -> None:
+    """The routes vl-serve answers for other servers' clients: a probe is open, the rest need
+    the key like vLLM's API."""
+    route = routes.classify(method, path)
+    assert route is not None
+    got = statuses(server, method, path)
+    if route.group == routes.PROBE:
+        assert got == [200, 200, 200]
+    else:
+        assert got == [401, 401, 200]
 
 
 NONE: dict[str, str] = {}

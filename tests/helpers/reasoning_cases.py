@@ -23,6 +23,9 @@ class ReasoningCase:
     content: str | None  # expected content (None: no content)
     chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
     template: str = ""  # which chat template variant renders `prompt`
+    # The request asks for structured output (a grammar) and no thinking mode: the answer part
+    # must be held to the grammar (vl_serve.server.dialect.answer_directly).
+    structured: bool = False
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,34 @@ def _common(f: _Family) -> list[ReasoningCase]:
             None,
             "hybrid",
         ),
+        # ... with no thinking switch in the request (the Thinking templates' default).
+        case(
+            "truncated_in_thinking_no_kwargs",
+            u + f.gen_open,
+            {},
+            "The user asks for a sum of two and",
+            "The user asks for a sum of two and",
+            None,
+            "thinking",
+        ),
+        case(
+            "truncated_in_model_think_no_kwargs",
+            u + f.gen_plain,
+            {},
+            "<think>\nThe user asks",
+            "\nThe user asks",
+            None,
+            "hybrid",
+        ),
+        case(
+            "truncated_never_thinks",
+            u + f.gen_plain,
+            {},
+            "The answer is",
+            None,
+            "The answer is",
+            "instruct",
+        ),
         case(
             "truncated_right_after_think_end",
             u + f.gen_open,
@@ -301,4 +332,36 @@ def _ernie_only(f: _Family) -> list[ReasoningCase]:
     ]
 
 
-CASES: list[ReasoningCase] = _common(QWEN3_VL) + _common(ERNIE45_VL) + _ernie_only(ERNIE45_VL)
+JSON_ANSWER = '{"answer": 4}'
+
+
+def _structured(f: _Family) -> list[ReasoningCase]:
+    """Structured output and no thinking switch, one row per template: a direct answer (Instruct,
+    hybrid) is held to the grammar from its first token, a Thinking template's answer after
+    ``</think>``. The prompt is what the template renders once the request is answered directly
+    (``enable_thinking: false``, which vl-serve writes for it)."""
+    p, u = f.parser, f.user
+
+    def case(
+        id: str, prompt: str, output: str, reasoning: str | None, template: str
+    ) -> ReasoningCase:
+        return ReasoningCase(
+            f"{p}-{id}", p, prompt, output, reasoning, JSON_ANSWER, OFF, template, structured=True
+        )
+
+    return [
+        case("structured_direct_instruct", u + f.gen_plain, JSON_ANSWER, None, "instruct"),
+        case("structured_direct_hybrid", u + f.gen_closed, JSON_ANSWER, None, "hybrid"),
+        case(
+            "structured_after_thinking",
+            u + f.gen_open,
+            f"{THOUGHT}</think>\n\n{JSON_ANSWER}",
+            THOUGHT,
+            "thinking",
+        ),
+    ]
+
+
+CASES: list[ReasoningCase] = (
+    _common(QWEN3_VL) + _structured(QWEN3_VL) + _common(ERNIE45_VL) + _ernie_only(ERNIE45_VL)
+)

@@ -726,6 +726,7 @@ def test_asgi_non_streaming_response(field: str) -> None:
     want = message_body(REASONING, n=2)
     if field != "reasoning":
         want = add_alias(want, field == "both")
+    want["response"] = CONTENT  # the tutorial clients' field (clients.response_field)
     assert got == want
     assert list(got["choices"][0]["message"]) == list(want["choices"][0]["message"])
 
@@ -889,7 +890,7 @@ def test_raw_asgi_split_request_and_split_json_response() -> None:
     assert got_headers[b"content-length"] == str(len(got_body)).encode()
     start, *bodies = sent
     out = b"".join(m["body"] for m in bodies)
-    assert out == compact(add_alias(message_body(REASONING), True))
+    assert out == compact({**add_alias(message_body(REASONING), True), "response": CONTENT})
     assert dict(start["headers"])[b"content-length"] == str(len(out)).encode()
 
 

@@ -118,7 +118,12 @@ def _check_split(case: ReasoningCase, tok: Any, tool_parser: str | None = None) 
     out_ids = tok.encode(case.output, add_special_tokens=False)
     n_reasoning = len(tok.encode(case.reasoning, add_special_tokens=False)) if case.reasoning else 0
 
+    # Non-streaming as vLLM's chat serving does it: the parser sees the prompt only through
+    # is_reasoning_end (resolve_reasoning_ended) and the no-op set_prompt_token_ids.
     parser = _parser(case, tok, tool_parser)
+    prompt_ids = tok.encode(case.prompt, add_special_tokens=False)
+    parser.is_reasoning_end(prompt_ids)
+    parser.set_prompt_token_ids(prompt_ids)
     reasoning, content, _calls = parser.parse(case.output, _request(case, stream=False))
     assert (reasoning, content) == expected, "non-streaming"
     assert parser.reasoning_parser.count_reasoning_tokens(out_ids) == n_reasoning
@@ -145,7 +150,9 @@ def test_split_with_legacy_tool_parser(case: ReasoningCase, tokenizers: dict[str
 
 
 # Without a thinking mode and without a think block the engine's gate cannot tell an answer from
-# reasoning that has not closed yet: vl-serve always sends enable_thinking, so those are left out.
+# reasoning that has not closed yet, so those rows are left out here. For the requests where it
+# matters (structured output) vl-serve writes enable_thinking false: see the structured rows and
+# test_direct_answer_is_held_to_the_grammar_at_once.
 GATE_CASES = [
     c
     for c in CASES
@@ -407,3 +414,35 @@ def test_a_finished_requests_parsers_are_freed_without_the_garbage_collector(
         assert [r() for r in refs] == [None, None]
     finally:
         gc.enable()
+
+
+UNDECIDED_DIRECT = [
+    c
+    for c in CASES
+    if c.parser == "qwen3_vl"
+    and c.reasoning is None
+    and not c.chat_template_kwargs
+    and c.prompt.endswith("<|im_start|>assistant\n")  # the template left thinking open
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in UNDECIDED_DIRECT])
+def test_direct_answer_is_held_to_the_grammar_at_once(
+    case: ReasoningCase, tokenizers: dict[str, Any]
+) -> None:
+    """A structured-output request without a switch: the middleware turns thinking off, and the
+    engine's gate then holds the whole answer to the grammar (from the first token)."""
+    from vl_serve.server.dialect import answer_directly
+
+    req: dict[str, Any] = {"messages": [], "response_format": {"type": "json_object"}}
+    assert answer_directly(req, "qwen3_vl", None)
+    tok = tokenizers[case.parser]
+    parser_cls = ReasoningParserManager.get_reasoning_parser(case.parser)
+    gate = parser_cls(tokenizer=tok, chat_template_kwargs=req["chat_template_kwargs"])
+    prompt_ids = tok.encode(case.prompt, add_special_tokens=False)
+    assert gate.is_reasoning_end(prompt_ids)
+    # Without the rewrite the gate waits for a </think> that a direct answer never writes.
+    undecided = parser_cls(tokenizer=tok, chat_template_kwargs={})
+    out_ids = tok.encode(case.output, add_special_tokens=False)
+    assert not undecided.is_reasoning_end(prompt_ids)
+    assert not undecided.is_reasoning_end_streaming(prompt_ids + out_ids, out_ids)

@@ -18,6 +18,16 @@ rewritten nor searched for media; ``rewrite_request`` works on a parsed JSON bod
 * Badly typed values raise :class:`~vl_serve.server.errors.RequestError` (a 400 naming the field,
   code ``invalid_parameter``).
 
+A structured-output request (``response_format`` of type ``json_schema``/``json_object``, or
+``structured_outputs``) that leaves thinking unset is answered directly under a parser whose
+templates leave thinking to the model (``qwen3_vl``): ``enable_thinking: false`` is written for
+it (:func:`answer_directly`). vLLM holds the grammar back until the reasoning part ends, and with
+thinking unset an Instruct or hybrid prompt gives no sign of whether the model will open one, so
+without the switch a direct answer would never be held to the grammar. A template that always
+opens ``<think>`` (Thinking) still does, and its answer after ``</think>`` is held to it. A
+request that sends ``chat_template_kwargs: {enable_thinking: null}`` (or a server default)
+leaves thinking to the model: the grammar then holds from the end of a reasoning part only.
+
 The response side (``reasoning_content``) is in :mod:`vl_serve.server.reasoning_content`.
 """
 
@@ -176,3 +186,35 @@ def rewrite_request(req: dict[str, Any], *, chat: bool, reasoning_parser: str | 
     if budget is not _MISSING and reasoning_parser:
         req["thinking_token_budget"] = budget
     return changed
+
+
+# Parsers whose model families' templates leave thinking to the model when no switch is given.
+_UNDECIDED_PARSERS: Final = frozenset({"qwen3_vl"})
+_GRAMMAR_FORMATS: Final = frozenset({"json_schema", "json_object", "structural_tag"})
+
+
+def _asks_for_grammar(req: dict[str, Any]) -> bool:
+    fmt = req.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") in _GRAMMAR_FORMATS:
+        return True
+    outputs = req.get("structured_outputs")
+    return isinstance(outputs, dict) and any(v is not None for v in outputs.values())
+
+
+def answer_directly(
+    req: dict[str, Any], reasoning_parser: str | None, default_thinking: bool | None
+) -> bool:
+    """Turn thinking off for a structured-output chat request that leaves it unset (see the
+    module docstring); True if the request changed."""
+    if reasoning_parser not in _UNDECIDED_PARSERS or default_thinking is not None:
+        return False
+    kwargs = req.get("chat_template_kwargs")
+    if kwargs is None:
+        kwargs = {}
+    elif not isinstance(kwargs, dict) or "enable_thinking" in kwargs:
+        return False  # an explicit null leaves thinking to the model, grammar or not
+    if not _asks_for_grammar(req):
+        return False
+    kwargs["enable_thinking"] = False
+    req["chat_template_kwargs"] = kwargs
+    return True

@@ -52,6 +52,12 @@ ROWS: Final[tuple[tuple[str, str, str], ...]] = (
     ("GET", "/ready", PROBE),
     # Prometheus' own route. The Mount behind it (/metrics/..., /metricsfoo) is not classified.
     ("GET", "/metrics", METRICS),
+    # Served by vl-serve in front of vLLM for other servers' clients (vl_serve.server.clients):
+    # the Qwen3-VL tutorial server's GET / and POST /generate, Qianfan's /v2 OpenAI routes.
+    ("GET", "/", PROBE),
+    ("POST", "/generate", API),
+    ("POST", "/v2/chat/completions", API),
+    ("GET", "/v2/models", API),
     # Open with the key: the OpenAI API a VL deployment serves and vLLM's basic server routes.
     ("GET", "/v1/models", API),
     ("POST", "/v1/chat/completions", API),
@@ -123,9 +129,18 @@ def _tables() -> tuple[dict[tuple[str, str], Route], list[tuple[str, re.Pattern[
 _EXACT, _TEMPLATED = _tables()
 
 
+# The rows above that vl-serve answers itself (vLLM registers none of them).
+OWN_ROUTES: Final = frozenset(
+    {("GET", "/"), ("POST", "/generate"), ("POST", "/v2/chat/completions"), ("GET", "/v2/models")}
+)
+
+
 def is_canonical(path: str) -> bool:
     """Whether a path is in the one form a route is reached by: no empty, ``.`` or ``..``
-    segment and no trailing slash (``/v1//models``, ``/v1/./models``, ``/v1/models/``)."""
+    segment and no trailing slash (``/v1//models``, ``/v1/./models``, ``/v1/models/``); the root
+    ``/`` is canonical."""
+    if path == "/":
+        return True  # the root itself
     if not path.startswith("/") or path.endswith("/"):
         return False
     return not any(seg in ("", ".", "..") for seg in path[1:].split("/"))

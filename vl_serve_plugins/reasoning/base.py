@@ -89,6 +89,7 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
         self._prompt_marker: int | None = None  # set by adjust_initial_state_from_prompt
         self._stream = Splitter(self._tables, self._initial_state())
         self._thought: bool | None = None  # whether the last parsed output had reasoning
+        self._gate_opened: bool | None = None  # the structured-output gate saw <think> opened
 
     # -- configuration --------------------------------------------------------------------------
 
@@ -122,15 +123,24 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
     # -- prompt -------------------------------------------------------------------------------
 
     def is_reasoning_end(self, input_ids: Sequence[int]) -> bool:
-        # vLLM calls this with the prompt only (frontend and structured-output engine).
+        # vLLM calls this with the prompt only (frontend and structured-output engine). On the
+        # non-streaming path it is the one place the frontend's parser sees the prompt (vLLM's
+        # DelegatingParser.set_prompt_token_ids passes it nowhere), so the marker is kept here
+        # for extract_reasoning, as adjust_initial_state_from_prompt keeps it when streaming.
         marker = self._prompt_think_marker(input_ids)
+        self._remember_prompt_marker(marker)
         if marker is not None:
             return marker == self.end_token_id
         return self.thinking is False
 
     def adjust_initial_state_from_prompt(self, prompt_token_ids: Sequence[int]) -> None:
-        self._prompt_marker = self._prompt_think_marker(prompt_token_ids)
-        if not self._stream.out_r and not self._stream.out_c:
+        self._remember_prompt_marker(self._prompt_think_marker(prompt_token_ids))
+
+    def _remember_prompt_marker(self, marker: int | None) -> None:
+        """Start from what the prompt says, unless this parser has already parsed output."""
+        s = self._stream
+        if self._thought is None and not s.out_r and not s.out_c:
+            self._prompt_marker = marker
             self._stream = Splitter(self._tables, self._initial_state())
 
     # -- streaming ----------------------------------------------------------------------------
@@ -138,8 +148,17 @@ class VLThinkingReasoningParser(BaseThinkingReasoningParser):
     def is_reasoning_end_streaming(
         self, input_ids: Sequence[int], delta_ids: Iterable[int]
     ) -> bool:
-        # Structured-output gate, per decode step: only the new ids are looked at.
-        return self.thinking is False or self.end_token_id in delta_ids
+        # Structured-output gate, per decode step: only the new ids are looked at, and once the
+        # prompt's own marker (``input_ids`` starts with the prompt): a template that opened the
+        # think block whatever the switch (Thinking) is reasoning until ``</think>``.
+        opened = self._gate_opened
+        if opened is None:
+            delta = list(delta_ids)
+            ids = list(input_ids[-(len(delta) + _PROMPT_TAIL) :])
+            marker = self._prompt_think_marker(ids[: len(ids) - len(delta)])
+            opened = self._gate_opened = marker == self.start_token_id
+            delta_ids = delta
+        return (self.thinking is False and not opened) or self.end_token_id in delta_ids
 
     def extract_reasoning_streaming(
         self,
