@@ -54,6 +54,10 @@ OWNED = {
     "allowed_media_domains": _use("media.allowed_domains") + " (vl-serve fetches media itself)",
     "allowed_local_media_path": _use("media.allowed_local_media_path"),
     "trust_request_mm_kwargs": _use("media.trust_request_mm_kwargs"),
+    "shutdown_timeout": _use("server.drain_timeout"),
+    "enable_request_id_headers": (
+        "vl-serve takes or makes X-Request-Id and echoes it on every answer itself; remove it"
+    ),
     "middleware": "vl-serve sets this itself (its middleware checks every request); remove it",
     "config": (
         "vLLM's --config file would set flags past vl-serve's checks; write its settings in "
@@ -212,6 +216,24 @@ def _chat_template_kwargs(cfg: VLServeConfig) -> tuple[dict[str, Any] | None, li
     return merged or None, errors
 
 
+# What vLLM's shutdown may take past the drain: the middleware's last answers and the exit.
+SHUTDOWN_MARGIN_S = 5
+
+
+def shutdown_timeout(cfg: VLServeConfig) -> int:
+    """vLLM's --shutdown-timeout: the drain and a margin (vLLM's multi-API-server supervisor
+    waits this long for its API servers, which drain for ``server.drain_timeout``)."""
+    return cfg.server.drain_timeout + SHUTDOWN_MARGIN_S
+
+
+def api_server_count(cfg: VLServeConfig) -> int:
+    """vLLM's API-server processes: ``vllm_args.api_server_count``, else 1."""
+    for key, value in cfg.vllm_args.items():
+        if key.replace("-", "_") == "api_server_count" and isinstance(value, int) and value > 0:
+            return value
+    return 1
+
+
 def build_argv(cfg: VLServeConfig, model_path: str, *, check: bool = True) -> list[str]:
     """The ``vllm serve`` arguments for a config (without the program name).
 
@@ -245,6 +267,10 @@ def build_argv(cfg: VLServeConfig, model_path: str, *, check: bool = True) -> li
     # reads no local file (no --allowed-local-media-path).
     argv += ["--allowed-media-domains", NO_FETCH_DOMAIN]
     argv += ["--middleware", MIDDLEWARE]
+    # vLLM drains its engine for this long; the middleware ends what is left at drain_timeout.
+    argv += ["--shutdown-timeout", str(shutdown_timeout(cfg))]
+    if cfg.server.log_format == "json":
+        argv += ["--logging-config.formatter", "json"]
     extra, arg_errors = vllm_args_argv(cfg.vllm_args, check=check)
     argv += extra
     errors += arg_errors

@@ -1,8 +1,11 @@
 """Validated config -> the vLLM command line and environment -> vLLM's own server.
 
-vl-serve execs ``vllm serve`` (as ``python -m vllm.entrypoints.cli.main serve``, with this
-interpreter) so vLLM's parser, validation and server run unchanged and signals reach vLLM directly.
-The project's plugins load in every vLLM process through the ``vllm.general_plugins`` entry point.
+vl-serve execs its supervisor (:mod:`vl_serve.supervise`, a fresh interpreter without vLLM
+imported), which runs ``vllm serve`` (as ``python -m vllm.entrypoints.cli.main serve``, with this
+interpreter) as its child: vLLM's parser, validation and server run unchanged, stop signals are
+forwarded to it, and an exit nobody asked for (a dead engine) ends vl-serve with a non-zero
+status. The project's plugins load in every vLLM process through the ``vllm.general_plugins``
+entry point.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from vl_serve.loading import interpolate
 log = logging.getLogger("vl_serve")
 
 VLLM_MODULE = "vllm.entrypoints.cli.main"
+SUPERVISOR = "vl_serve.supervise"
 SECRET_ENV = "VLLM_API_KEY"
 
 
@@ -39,6 +43,11 @@ class Launch:
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", VLLM_MODULE, "serve", *self.argv]
+
+    def supervised(self, drain_timeout: int) -> list[str]:
+        """:meth:`command` run by vl-serve's supervisor (stop signals, exit status, no orphans)."""
+        head = [sys.executable, "-m", SUPERVISOR, "--drain-timeout", str(drain_timeout), "--"]
+        return [*head, *self.command()]
 
     def display(self) -> str:
         """The command as a shell line; secrets are never part of it."""
@@ -134,7 +143,7 @@ def unvalidated_mistakes(data: Any, *, secrets: bool) -> list[ConfigError]:
 def exec_vllm(
     cfg: VLServeConfig, launch: Launch, base_env: Mapping[str, str] | None = None
 ) -> None:
-    """Replace this process with vLLM's server.
+    """Replace this process with vl-serve's supervisor running vLLM's server.
 
     ``base_env`` is the environment vl-serve was started with (default: the current one). The
     CLI passes the one it saw before checking the arguments: that check imports vLLM, whose
@@ -150,5 +159,5 @@ def exec_vllm(
     log.info("starting: %s", launch.display())
     sys.stdout.flush()
     sys.stderr.flush()
-    cmd = launch.command()
+    cmd = launch.supervised(cfg.server.drain_timeout)
     os.execve(cmd[0], cmd, env)

@@ -42,4 +42,30 @@ def runtime_sections(cfg: Any) -> dict[str, Any]:
         "served_model_name": (cfg.served_model_names() or [cfg.model])[0],
         # Variable names only (api_key_env, metrics_token_env): the keys stay in the environment.
         "server": cfg.server.model_dump(mode="json"),
+        "clients": cfg.clients.model_dump(mode="json"),
+        "ops": ops_settings(cfg),
+    }
+
+
+# vLLM's own default of max_num_seqs where the config leaves it unset; admission's bound is a
+# multiple of it.
+DEFAULT_MAX_NUM_SEQS = 256
+ADMISSION_MULTIPLE = 4
+
+
+def ops_settings(cfg: Any) -> dict[str, Any]:
+    """Drain timeout, the admission bound of one API-server process and the process count."""
+    from vl_serve.argv import api_server_count
+
+    count = api_server_count(cfg)
+    total = cfg.server.max_inflight_requests
+    if total is None:
+        total = ADMISSION_MULTIPLE * (cfg.max_num_seqs or DEFAULT_MAX_NUM_SEQS)
+    return {
+        "drain_timeout": cfg.server.drain_timeout,
+        "api_server_count": count,
+        "max_inflight_total": total,
+        # Each process admits its share, rounded up: the kernel spreads connections over the
+        # processes' listening sockets (SO_REUSEPORT), not requests by load.
+        "max_inflight": -(-total // count),
     }

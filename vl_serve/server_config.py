@@ -90,6 +90,34 @@ class ServerConfig(_Model):
         ),
     )
 
+    drain_timeout: int = Field(
+        30,
+        ge=0,
+        le=3600,
+        description=(
+            "Seconds a SIGTERM gives the requests in flight to finish: /ready answers 503 and new "
+            "requests get a 503 with Retry-After at once; what is still running at the end is "
+            "ended with an error event (streams) or a 503. Also vLLM's --shutdown-timeout."
+        ),
+    )
+    max_inflight_requests: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Generation requests (chat, completions, responses) the server takes at once, running "
+            "and queued; more are refused with a 503 and Retry-After (a 429 in FastDeploy's "
+            "dialect) before anything is sent. Split evenly across vLLM's API-server processes "
+            "(vllm_args.api_server_count). null: 4 x max_num_seqs (4 x 256 when that is unset)."
+        ),
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description=(
+            "Log lines as vLLM writes them ('text') or one JSON object per line ('json'), for "
+            "vLLM's own and the HTTP access log: vLLM's --logging-config.formatter json."
+        ),
+    )
+
     @field_validator("api_key_env")
     @classmethod
     def _env_names(cls, value: str | list[str] | None) -> str | list[str] | None:

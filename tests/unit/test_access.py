@@ -414,15 +414,18 @@ def test_starlette_websocket() -> None:
         assert ws.receive_text() == "hello"
 
 
-def test_server_stack_puts_access_outermost() -> None:
-    """The one class vLLM is given builds the access check around the request middleware."""
+def test_server_stack_puts_access_outside_the_request_middleware() -> None:
+    """The one class vLLM is given: operations outermost, then the access check around the
+    request middleware."""
     from vl_serve.server.middleware import DialectMiddleware
+    from vl_serve.server.ops import OpsMiddleware
     from vl_serve.server.stack import ServerStack
 
     async def app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover
         raise AssertionError("not called")
 
     stack = ServerStack(app, {"server": {}})
-    assert isinstance(stack, AccessMiddleware)
-    assert isinstance(stack.app, DialectMiddleware)
-    assert stack.app.app is app
+    assert isinstance(stack, OpsMiddleware)
+    assert isinstance(stack.app, AccessMiddleware)
+    assert isinstance(stack.app.app, DialectMiddleware)
+    assert stack.app.app.app is app

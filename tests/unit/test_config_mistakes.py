@@ -29,6 +29,10 @@ OWNED_ROWS = [
     pytest.param("config", "x.yaml", "this vl-serve YAML", id="config"),
     pytest.param("api_key", "sk-x", "'server.api_key_env'", id="api_key"),
     pytest.param("middleware", "m:M", "vl-serve sets this itself", id="middleware"),
+    pytest.param("shutdown_timeout", 5, "'server.drain_timeout'", id="shutdown_timeout"),
+    pytest.param(
+        "enable_request_id_headers", True, "echoes it on every answer", id="request_id_headers"
+    ),
     pytest.param("allowed_media_domains", ["a.example"], "'media.allowed_domains'", id="domains"),
     pytest.param(
         "allowed_local_media_path", "/srv", "'media.allowed_local_media_path'", id="local"

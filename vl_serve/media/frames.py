@@ -22,6 +22,7 @@ from vl_serve.media.settings import Context, image_limits
 from vl_serve.media.sources import b64, base64_fits, data_url, decode_base64, load, parse_data_url
 from vl_serve.media.videos import check_video, decode_frames, even_indices
 from vl_serve.media.workers import gather, in_thread
+from vl_serve.server import metrics
 
 _DEFAULT_FPS = 2.0  # qwen-vl-utils' FPS: a video file resized without fps/nframes
 _FPS_MIN_FRAMES = 4  # qwen-vl-utils' FPS_MIN_FRAMES
@@ -50,12 +51,14 @@ async def video(found: Item, ctx: Context) -> dict[str, Any]:
     limits = VideoLimits(
         cfg.max_video_frame_pixels, cfg.min_image_side, cfg.max_video_frames, cfg.max_video_seconds
     )
-    info = await in_thread(check_video, data, limits)
+    with metrics.MEDIA_DECODE_SECONDS.time():
+        info = await in_thread(check_video, data, limits)
     if found.fps is None and found.nframes is None and found.resize is None:
         return {"type": "video_url", "video_url": {"url": await data_url(info.mime, data)}}
     # Sampled and resized here, into the frame-list form: no per-request processor kwargs.
     n = _file_nframes(found, info, cfg)
-    decoded = await in_thread(decode_frames, data, info, n, limits)
+    with metrics.MEDIA_DECODE_SECONDS.time():
+        decoded = await in_thread(decode_frames, data, info, n, limits)
     del data
     return await _frame_list(found, decoded, _as_is, ctx)
 

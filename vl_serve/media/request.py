@@ -19,8 +19,9 @@ from vl_serve.media.inline import kept_as_sent
 from vl_serve.media.kwargs import sanitize
 from vl_serve.media.parts import Item, check_counts, find_items, part_type
 from vl_serve.media.settings import Context, image_limits, parsed
-from vl_serve.media.sources import data_url, load
+from vl_serve.media.sources import data_url, load, source_kind
 from vl_serve.media.workers import gather, in_thread
+from vl_serve.server import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ async def _image(found: Item, ctx: Context) -> dict[str, Any] | None:
         max_bytes=ctx.cfg.max_item_bytes,
         size_field="max_item_bytes",
     )
-    checked = await in_thread(check_image, data, image_limits(ctx.cfg), found.resize)
+    with metrics.MEDIA_DECODE_SECONDS.time():
+        checked = await in_thread(check_image, data, image_limits(ctx.cfg), found.resize)
     return {"type": "image_url", "image_url": {"url": await data_url(checked.mime, checked.data)}}
 
 
@@ -79,6 +81,7 @@ async def _process(found: Item, ctx: Context) -> dict[str, Any] | None:
         raise bad(found.where, f"the {found.modality} could not be read") from None
     if new is not None and found.part.get("uuid") is not None:
         new["uuid"] = found.part["uuid"]
+    metrics.MEDIA_ITEMS.labels(modality=found.modality, source=source_kind(found.source)).inc()
     return new
 
 
@@ -95,7 +98,10 @@ async def prepare_request(body: dict[str, Any], settings: dict[str, Any]) -> boo
     if not items:
         return changed
     ctx = Context(cfg, policy)
+    sent = len(items)
     items = [found for found in items if not kept_as_sent(found, ctx)]
+    if sent > len(items):  # inline images passed on as sent
+        metrics.MEDIA_ITEMS.labels(modality="image", source="data").inc(sent - len(items))
     if not items:  # the common case: nothing awaited, the request never yields the event loop
         return changed
     if len(items) == 1:

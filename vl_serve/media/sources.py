@@ -1,10 +1,10 @@
 """Getting the bytes of one media item from its source, each source bounded before decoding.
 
 * ``http(s)://``: downloaded by :mod:`vl_serve.media.fetch` under the fetch policy.
-* ``file://`` URLs, and bare paths in qwen-vl-utils forms: only below
-  ``media.allowed_local_media_path``; ``.``/``..`` segments (also percent-encoded) and
-  ``file://host/`` are refused, symlinks are resolved and the opened file is checked again through
-  ``/proc/self/fd``, and only regular files are read.
+* ``file://`` URLs, and bare paths in qwen-vl-utils forms (absolute, or relative to the folder:
+  ``./clip.mp4``): only below ``media.allowed_local_media_path``; ``..`` segments, ``.`` segments
+  in URLs (also percent-encoded) and ``file://host/`` are refused, symlinks are resolved and the
+  opened file is checked again through ``/proc/self/fd``, and only regular files are read.
 * ``data:`` URLs: base64 only; the decoded size is computed from the text length and refused
   before decoding.
 
@@ -26,6 +26,7 @@ from vl_serve.media.errors import Refusal, too_large
 from vl_serve.media.fetch import fetch_http
 from vl_serve.media.settings import Context
 from vl_serve.media.workers import in_thread
+from vl_serve.server import metrics
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _READ_CHUNK = 1024 * 1024
@@ -46,7 +47,10 @@ async def load(
         data = await in_thread(decode_base64, source, max_bytes, size_field, "item", start)
         return data, mime
     if lower.startswith(("http://", "https://")):
-        return await fetch_http(source, ctx.policy, max_bytes, size_field), ""
+        with metrics.MEDIA_FETCH_SECONDS.time():
+            data = await fetch_http(source, ctx.policy, max_bytes, size_field)
+        metrics.MEDIA_FETCH_BYTES.observe(len(data))
+        return data, ""
     if lower.startswith("file:"):
         path = local_path(source, is_url=True)
     elif bare_paths and not _SCHEME.match(source):
@@ -55,6 +59,20 @@ async def load(
         raise Refusal("only http, https, data and file URLs are accepted")
     root = ctx.cfg.allowed_local_media_path
     return await in_thread(read_local, path, root, max_bytes, size_field), ""
+
+
+def source_kind(source: Any) -> str:
+    """The ``source`` label of an item in ``vl_serve:media_items_total``."""
+    if isinstance(source, list):
+        return "frames"
+    if not isinstance(source, str):
+        return "other"
+    lower = source[:8].lstrip().lower()
+    if lower.startswith("data:"):
+        return "data"
+    if lower.startswith(("http://", "https://")):
+        return "http"
+    return "file"
 
 
 def b64(data: bytes) -> str:
@@ -89,6 +107,9 @@ def local_path(url_or_path: str, *, is_url: bool) -> str:
         path = unquote(raw, errors="strict") if is_url else raw
     except UnicodeDecodeError:
         raise Refusal("the file path is not valid UTF-8") from None
+    if not is_url:
+        # qwen-vl-utils' plain paths: "./clip.mp4" is relative to the allowed folder.
+        path = "/".join(seg for seg in path.split("/") if seg != ".") if "." in path else path
     if not path or "\x00" in path or "\\" in path:
         raise Refusal("the file path is not valid")
     if any(seg in (".", "..") for seg in path.split("/")):

@@ -1,6 +1,7 @@
 """Deny-by-default access control in front of every route of vLLM's server.
 
-It is the outermost layer of the one middleware vLLM is given (:mod:`vl_serve.server.stack`): it
+It comes right after the operations layer in the one middleware vLLM is given
+(:mod:`vl_serve.server.stack`, :mod:`vl_serve.server.ops`): it
 decides before vl-serve's request middleware and vLLM's CORS and scaling layers see a request. vLLM's own ``--api-key`` check does not serve: it guards only the path prefixes ``/v1``,
 ``/v2``, ``/inference`` and ``/cohere`` (so /invocations, /tokenize, /metrics, the dev routes and
 the rest are open), lets every OPTIONS through, reads only ``Authorization`` and takes one key
@@ -37,6 +38,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from vl_serve import runtime
+from vl_serve.server import metrics
 from vl_serve.server.asgi import ASGIApp, Receive, Scope, Send, route_path
 from vl_serve.server.errors import RequestError
 from vl_serve.server.routes import METRICS, OPEN_GROUPS, PROBE, WEBSOCKET, Route, classify
@@ -165,6 +167,7 @@ async def refuse(refusal: RequestError, kind: str, send: Send) -> None:
     if kind == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
+    metrics.refused(refusal.code)
     status, body = refusal.body()
     headers = [
         (b"content-type", b"application/json"),
