@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vl_serve import loading
+from vl_serve.clients_config import ClientsConfig
 from vl_serve.gpu_config import GpuConfig
 from vl_serve.media_config import MediaConfig
 from vl_serve.reasoning_config import ReasoningConfig
@@ -126,6 +127,10 @@ class VLServeConfig(_Model):
     media: MediaConfig = Field(
         default_factory=MediaConfig,
         description="Where images and videos may come from and how large they may be.",
+    )
+    clients: ClientsConfig = Field(
+        default_factory=ClientsConfig,
+        description="Model names accepted and answer shapes kept for clients of other servers.",
     )
     env: dict[str, str] = Field(
         default_factory=dict,

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable
-from typing import Protocol
+from typing import Any, Protocol
 
-from vl_serve.server import reasoning_content
+from vl_serve.server import metrics, reasoning_content
 from vl_serve.server.asgi import (
     DONE,
     ASGIApp,
@@ -55,6 +55,7 @@ class _Rejected(Exception):
 
 async def send_error(send: Send, error: RequestError) -> None:
     """Answer with ``error``; a 413 also closes the connection, so the rest is never read."""
+    metrics.refused(error.code)
     status, body = error.body()
     headers = [
         (b"content-type", b"application/json"),
@@ -72,6 +73,7 @@ class Exchange:
     __slots__ = (
         "body_read",
         "chat",
+        "client",
         "error",
         "error_sent",
         "held",
@@ -104,9 +106,12 @@ class Exchange:
         self.rewriter: reasoning_content.SSERewriter | None = None
         self.held: HeldBody | None = None  # a whole JSON answer to rewrite or scrub
         self.scrub = ErrorScrub(send)  # send_plain's way out: error answers scrubbed
+        # How the client is met (vl_serve.server.clients.Entry): its answer rewrite, if any.
+        self.client: Any = None
 
     async def run(self) -> None:
-        rewrite_answers = self.shape.answers and self.mw.add_alias is not None
+        finish = getattr(self.client, "finish", None)
+        rewrite_answers = self.shape.answers and (self.mw.add_alias is not None or finish)
         send = self.send if rewrite_answers else self.send_plain
         try:
             await self.mw.app(self.scope, self.receive, send)
@@ -204,9 +209,10 @@ class Exchange:
             self.started = True
             if message.get("status") == 200:
                 content_type = media_type(message.get("headers", ()))
-                assert self.mw.add_alias is not None
+                add_alias = self.mw.add_alias
                 if content_type == b"text/event-stream":
-                    self.rewriter = reasoning_content.SSERewriter(self.mw.add_alias)
+                    if add_alias is not None:
+                        self.rewriter = reasoning_content.SSERewriter(add_alias)
                 elif content_type == b"application/json":
                     self.held = HeldBody(self.raw_send, message, self._rewrite_whole)
                     return DONE
@@ -216,6 +222,9 @@ class Exchange:
         return self.raw_send(message)
 
     def _rewrite_whole(self, body: bytes) -> bytes:
-        """A non-streaming 200 JSON answer with ``reasoning_content`` added or renamed."""
-        assert self.mw.add_alias is not None
-        return reasoning_content.rewrite_reasoning(body, self.mw.add_alias)
+        """A non-streaming 200 JSON answer with ``reasoning_content`` added or renamed, then
+        reshaped for the client (``Entry.finish``)."""
+        if self.mw.add_alias is not None:
+            body = reasoning_content.rewrite_reasoning(body, self.mw.add_alias)
+        finish = getattr(self.client, "finish", None)
+        return finish(body) if finish is not None else body

@@ -43,8 +43,9 @@ from typing import Any, Final
 # for the import.
 from vl_serve import media as media_module
 from vl_serve import runtime
-from vl_serve.server import dialect, fields
+from vl_serve.server import dialect, fields, tutorial
 from vl_serve.server.asgi import ASGIApp, ErrorScrub, Receive, Scope, Send, route_path
+from vl_serve.server.clients import Clients
 from vl_serve.server.errors import RequestError
 from vl_serve.server.exchange import Exchange, send_error
 from vl_serve.server.jsonbody import decode_body, encode_body
@@ -64,6 +65,7 @@ class DialectMiddleware:
         self.app = app
         self.settings = settings
         self.limits = Limits(settings)
+        self.clients = Clients(settings)
         reasoning = settings.get("reasoning") or {}
         self.reasoning_parser: str | None = reasoning.get("parser")
         field = reasoning.get("response_field", "both")
@@ -76,13 +78,20 @@ class DialectMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        entry = self.clients.enter(scope, send)
+        if entry.reply is not None:
+            await tutorial.answer_json(send, 200, entry.reply)
+            return
+        scope, send = entry.scope, entry.send
         method = scope["method"]
         if method in _WITH_BODY:
             length = content_length(scope["headers"])
             if length is not None and length > self.limits.max_body:
                 await send_error(send, self.limits.too_large())
                 return
-            await Exchange(self, scope, receive, send, shape_of(route_path(scope))).run()
+            exchange = Exchange(self, scope, receive, send, shape_of(route_path(scope)))
+            exchange.client = entry
+            await exchange.run()
         elif method == "GET" and route_path(scope) == MODELS_PATH:
             await self.app(scope, receive, ErrorScrub(send, without_paths))
         else:
@@ -113,10 +122,11 @@ class DialectMiddleware:
             fields.check_chat(req)
         else:
             fields.check_completion(req)
-        if check_dialect:
-            changed = dialect.rewrite_request(
-                req, chat=chat, reasoning_parser=self.reasoning_parser
-            )
+        changed = self.clients.prepare(req, exchange.client)
+        rewritten = check_dialect and dialect.rewrite_request(
+            req, chat=chat, reasoning_parser=self.reasoning_parser
+        )
+        changed = self.clients.settle(req, exchange, chat, rewritten) or rewritten or changed
         if media is not None and has_media:
             if chat:
                 changed = bool(await media.prepare_request(req, self.settings)) or changed
