@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from vl_serve import __version__
 from vl_serve.config import VLServeConfig
 from vl_serve.errors import ConfigError
+from vl_serve.supervise import STOP_GRACE_S
 
 # The vLLM release CI tests (pyproject's cpu and gpu extras): deploy/Dockerfile builds on it.
 VLLM_IMAGE = "vllm/vllm-openai:v0.32.0"
@@ -16,8 +17,9 @@ IMAGE = f"vl-serve:{__version__}-vllm{VLLM_IMAGE.rsplit(':v', 1)[1]}"
 # Seconds the pod keeps serving after it is marked for deletion, while the endpoints controller
 # and the load balancers stop sending it new requests; the drain starts after it.
 PRESTOP_SLEEP_S = 10
-# Seconds past the drain for the processes to exit after the last request ends.
-EXIT_MARGIN_S = 5
+# Seconds past the drain for the processes to exit after the last request ends: the supervisor's
+# own bound (it kills the process group then), and a little more so the kubelet never has to.
+EXIT_MARGIN_S = int(STOP_GRACE_S) + 5
 # /dev/shm per GPU (NCCL and vLLM's shared-memory broadcast), and at least this much in all.
 SHM_GIB_PER_GPU = 2
 SHM_MIN_GIB = 2
@@ -119,7 +121,7 @@ def shape(
         port=server.port,
         gpus_per_node=per_node,
         nodes=nodes,
-        drain_s=math.ceil(getattr(server, "drain_timeout", 30)),
+        drain_s=math.ceil(server.drain_timeout),
         secret_envs=tuple(dict.fromkeys(wanted)),
         metrics_token_env=token,
         config_text=config_text,
