@@ -34,6 +34,7 @@ from tests.helpers.client_calls import (
     curl,
     curl_post_json,
     demo_files,
+    fastdeploy_stream,
 )
 from tests.helpers.media_hosts import MediaHost
 from tests.helpers.vlserver import VLServer, running, tiny_config
@@ -153,16 +154,6 @@ def test_fastdeploy_curl_thinking_off(server: VLServer, host: MediaHost) -> None
     assert doc["choices"][0]["message"]["content"]
 
 
-def _fastdeploy_stream(server: VLServer, messages: list[dict[str, Any]]) -> str:
-    client = openai.Client(base_url=server.url("/v1"), api_key="null")
-    response = client.chat.completions.create(model="null", messages=messages, stream=True)
-    printed = ""
-    for chunk in response:
-        if chunk.choices[0].delta:
-            printed += chunk.choices[0].delta.content or ""
-    return printed
-
-
 def test_fastdeploy_python_image_stream(server: VLServer, host: MediaHost) -> None:
     messages = [
         {
@@ -173,7 +164,9 @@ def test_fastdeploy_python_image_stream(server: VLServer, host: MediaHost) -> No
             ],
         }
     ]
-    _fastdeploy_stream(server, messages)  # printed text may be all reasoning: it must not fail
+    fastdeploy_stream(
+        server.url("/v1"), messages
+    )  # printed text may be all reasoning: it must not fail
 
 
 def test_fastdeploy_python_text_stream(server: VLServer) -> None:
@@ -181,7 +174,7 @@ def test_fastdeploy_python_text_stream(server: VLServer) -> None:
         {"role": "system", "content": "I'm a helpful AI assistant."},
         {"role": "user", "content": "Rewrite Li Bai's 'Quiet Night Thought' as a modern poem"},
     ]
-    _fastdeploy_stream(server, messages)
+    fastdeploy_stream(server.url("/v1"), messages)
 
 
 # --- Baidu Qianfan v2 (document 002) ----------------------------------------------------------

@@ -30,7 +30,13 @@ import httpx
 import openai
 import pytest
 
-from tests.helpers.client_calls import check_chat_answer, curl, curl_post_json, demo_files
+from tests.helpers.client_calls import (
+    check_chat_answer,
+    curl,
+    curl_post_json,
+    demo_files,
+    fastdeploy_stream,
+)
 from tests.helpers.media_files import mp4_bytes
 from tests.helpers.media_hosts import MediaHost
 from tests.helpers.vlserver import VLServer, running, tiny_config
@@ -70,16 +76,6 @@ def server(folder: Path) -> Iterator[VLServer]:
 # --- FastDeploy (documents 000 and 001) -------------------------------------------------------
 
 
-def _fastdeploy_stream(server: VLServer, messages: list[dict[str, Any]]) -> str:
-    client = openai.Client(base_url=server.url("/v1"), api_key="null")
-    response = client.chat.completions.create(model="null", messages=messages, stream=True)
-    printed = ""
-    for chunk in response:
-        if chunk.choices[0].delta:
-            printed += chunk.choices[0].delta.content or ""
-    return printed
-
-
 def test_fastdeploy_python_image_stream(server: VLServer, host: MediaHost) -> None:
     """000: the streamed image question with model="null"."""
     url = host.url("paddlemix/demo_images/example2.jpg")
@@ -95,7 +91,7 @@ def test_fastdeploy_python_image_stream(server: VLServer, host: MediaHost) -> No
             ],
         }
     ]
-    assert _fastdeploy_stream(server, messages)
+    assert fastdeploy_stream(server.url("/v1"), messages)
     assert host.hits["paddlemix/demo_images/example2.jpg"] >= 1
 
 
@@ -105,7 +101,7 @@ def test_fastdeploy_python_text_stream(server: VLServer) -> None:
         {"role": "system", "content": "I'm a helpful AI assistant."},
         {"role": "user", "content": "Rewrite Li Bai's 'Quiet Night Thought' as a modern poem"},
     ]
-    assert _fastdeploy_stream(server, messages)
+    assert fastdeploy_stream(server.url("/v1"), messages)
 
 
 def test_fastdeploy_curl_without_model(server: VLServer) -> None:

@@ -17,12 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
 from tests.helpers.media_files import data_url, image_part, mp4_bytes, png_bytes
-from tests.helpers.reasoning_cases import CASES, ERNIE45_VL, ReasoningCase
+from tests.helpers.reasoning_calls import ERNIE_E2E_CASES, split_answer
+from tests.helpers.reasoning_cases import ReasoningCase
 from tests.helpers.vlserver import VLServer, reasoning_config, running
 
 pytestmark = pytest.mark.e2e
@@ -189,18 +189,7 @@ def test_image_and_video_together(client: openai.OpenAI, tokenizer: Any) -> None
 
 # --- reasoning split, forced (the shared case table's ERNIE rows the tiny template renders) ---
 
-GEN_PROMPT = {True: ERNIE45_VL.gen_open, False: ERNIE45_VL.gen_closed, None: ERNIE45_VL.gen_plain}
-
-
-def _renderable(case: ReasoningCase) -> bool:
-    if case.parser != "ernie45_vl" or set(case.chat_template_kwargs) - {"enable_thinking"}:
-        return False
-    if case.id.endswith("unicode") or "truncated" in case.id:
-        return False
-    return case.prompt.endswith(GEN_PROMPT[case.chat_template_kwargs.get("enable_thinking")])
-
-
-E2E_CASES = [c for c in CASES if _renderable(c)]
+E2E_CASES = ERNIE_E2E_CASES
 
 
 @pytest.fixture(scope="module")
@@ -208,29 +197,6 @@ def marker_bias(tokenizer: Any) -> dict[str, int]:
     """Make the forced output use the marker tokens (as a real model does), not spelled chars."""
     markers = ["<think>", "</think>", "<response>", "</response>", "<tool_call>", "</tool_call>"]
     return {str(tokenizer.convert_tokens_to_ids(m)): 100 for m in markers}
-
-
-def _split(server: VLServer, body: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
-    """(reasoning, content, usage) of one request, streamed or not."""
-    if not body["stream"]:
-        resp = httpx.post(server.url("/v1/chat/completions"), json=body, timeout=120)
-        assert resp.status_code == 200, resp.text
-        data = resp.json()
-        msg = data["choices"][0]["message"]
-        return msg.get("reasoning"), msg.get("content"), data["usage"]
-    reasoning, content = [], []
-    usage: dict[str, Any] = {}
-    with httpx.stream("POST", server.url("/v1/chat/completions"), json=body, timeout=120) as resp:
-        assert resp.status_code == 200
-        for line in resp.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            usage = chunk.get("usage") or usage
-            for choice in chunk.get("choices", []):
-                reasoning.append(choice["delta"].get("reasoning") or "")
-                content.append(choice["delta"].get("content") or "")
-    return "".join(reasoning) or None, "".join(content) or None, usage
 
 
 def test_reasoning_cases_exist() -> None:
@@ -255,7 +221,7 @@ def test_reasoning_split_forced(
         body["chat_template_kwargs"] = dict(case.chat_template_kwargs)
     if stream:
         body["stream_options"] = {"include_usage": True}
-    reasoning, content, usage = _split(server, body)
+    reasoning, content, usage = split_answer(server, body)
     assert (reasoning, content) == (case.reasoning, case.content)
     details = usage.get("completion_tokens_details") or {}
     if case.reasoning:

@@ -20,8 +20,9 @@ from typing import Any
 import openai
 import pytest
 
-from tests.e2e.test_ernie import E2E_CASES, _split
 from tests.helpers.media_files import data_url, image_part, mp4_bytes, png_bytes
+from tests.helpers.reasoning_calls import ERNIE_E2E_CASES as E2E_CASES
+from tests.helpers.reasoning_calls import split_answer
 from tests.helpers.reasoning_cases import ReasoningCase
 from tests.helpers.vlserver import VLServer, reasoning_config, running
 
@@ -190,7 +191,7 @@ def test_reasoning_split_forced(
         body["chat_template_kwargs"] = dict(case.chat_template_kwargs)
     if stream:
         body["stream_options"] = {"include_usage": True}
-    reasoning, content, usage = _split(server, body)
+    reasoning, content, usage = split_answer(server, body)
     assert (reasoning, content) == (case.reasoning, case.content)
     details = usage.get("completion_tokens_details") or {}
     assert bool(details.get("reasoning_tokens")) == bool(case.reasoning), usage
@@ -212,7 +213,7 @@ def test_slow_tokenizer_spacing_of_added_tokens(
     }
     texts = []
     for spaces in (True, False):
-        _, content, _ = _split(
+        _, content, _ = split_answer(
             server, {**body, "stream": False, "spaces_between_special_tokens": spaces}
         )
         texts.append(content)

@@ -7,6 +7,8 @@ import json
 import subprocess
 from typing import Any
 
+import openai
+
 from tests.helpers.media_files import mp4_bytes, png_bytes
 
 CURL_TIMEOUT_S = 180
@@ -76,3 +78,14 @@ def check_error(status: int, doc: Any, expected: int, param: str) -> None:
     err = doc["error"]
     assert set(err) >= {"message", "type", "param", "code"}
     assert err["param"] == param
+
+
+def fastdeploy_stream(base_url: str, messages: list[dict[str, Any]]) -> str:
+    """FastDeploy's Python client: api_key and model "null", streamed, printing delta.content."""
+    client = openai.Client(base_url=base_url, api_key="null")
+    response = client.chat.completions.create(model="null", messages=messages, stream=True)
+    printed = ""
+    for chunk in response:
+        if chunk.choices[0].delta:
+            printed += chunk.choices[0].delta.content or ""
+    return printed
