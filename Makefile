@@ -10,7 +10,7 @@ EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/nu
 CONFIG ?=
 PYTEST_ARGS ?=
 
-.PHONY: install serve test test-multinode lint bench bench-smoke clean
+.PHONY: install serve test test-long lint bench bench-smoke clean
 
 install: $(STAMP)
 
@@ -26,14 +26,16 @@ $(STAMP): pyproject.toml
 serve: install
 	$(BIN)/vl-serve $(if $(CONFIG),--config $(CONFIG))
 
-# The benchmark harness's smoke test takes about two minutes: `make bench-smoke` runs it. The
-# multi-node module starts a Ray cluster and three parallel servers (about five minutes):
-# `make test-multinode` runs it, and CI runs it after `make test`.
+# The benchmark harness's smoke test takes about two minutes: `make bench-smoke` runs it.
+# `make test-long` runs the modules that start several servers or a stack of their own (a Ray
+# cluster, Prometheus, a server per lifecycle scenario, one per tiny model): about 16 minutes.
+# CI runs it after `make test`.
+LONG := tests/e2e/test_multinode.py tests/e2e/test_reliability.py tests/e2e/test_prometheus.py tests/e2e/test_plan_vllm.py
 test: install
-	$(BIN)/python -m pytest --ignore=tests/e2e/test_bench_smoke.py --ignore=tests/e2e/test_multinode.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --ignore=tests/e2e/test_bench_smoke.py $(addprefix --ignore=,$(LONG)) $(PYTEST_ARGS)
 
-test-multinode: install
-	$(BIN)/python -m pytest -q tests/e2e/test_multinode.py
+test-long: install
+	$(BIN)/python -m pytest $(LONG) $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check vl_serve vl_serve_plugins tests benchmarks tools
