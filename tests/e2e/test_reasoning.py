@@ -13,6 +13,7 @@ where only vl-serve's direct-answer rule holds a direct answer to the grammar.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -139,8 +140,6 @@ def _split(server: VLServer, body: dict[str, Any]) -> tuple[Any, Any, Any, dict[
     usage: dict[str, Any] = {}
     with httpx.stream("POST", server.url("/v1/chat/completions"), json=body, timeout=120) as resp:
         assert resp.status_code == 200
-        import json
-
         for line in resp.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
