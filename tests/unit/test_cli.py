@@ -248,26 +248,40 @@ def leaky_prepare(*args, **kwargs):  # what importing a library can do to os.env
     plans.append(prepare(*args, **kwargs))
     return plans[-1]
 launch.prepare = leaky_prepare
+class Execed(Exception):
+    pass
+seen = []
 def fake_execve(path, argv, env):
-    print(json.dumps({"env": dict(env), "plan_env": plans[-1].env}))
-    sys.exit(0)
+    seen.append({"env": dict(env), "plan_env": plans[-1].env})
+    raise Execed
 os.execve = fake_execve
-cli.run(sys.argv[1:])
+for case in json.load(sys.stdin):  # each run starts from its own environment, as a new process
+    os.environ.clear()
+    os.environ.update(case["env"])
+    try:
+        cli.run(case["argv"])
+    except Execed:
+        pass
+print(json.dumps(seen))
 """
 
 
-def _exec_env(cfg: Path, env: dict[str, str]) -> dict[str, Any]:
-    """What ``vl-serve --config cfg`` would exec vLLM with, started with ``env``."""
+def _exec_envs(cases: list[tuple[Path, dict[str, str]]]) -> list[dict[str, Any]]:
+    """What ``vl-serve --config cfg`` would exec vLLM with, started with ``env``, for each case
+    (one process for all: vLLM's parser is imported once)."""
+    runs = [{"argv": ["--config", str(cfg)], "env": env} for cfg, env in cases]
     out = subprocess.run(
-        [sys.executable, "-c", _EXEC_PROBE, "--config", str(cfg)],
+        [sys.executable, "-c", _EXEC_PROBE],
+        input=json.dumps(runs),
         capture_output=True,
         text=True,
-        env=env,
+        env=cases[0][1],
         timeout=300,
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    seen: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    seen: list[dict[str, Any]] = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(seen) == len(cases), out.stderr
     return seen
 
 
@@ -275,8 +289,8 @@ def test_serve_execs_vllm_with_the_users_environment(tmp_path: Path) -> None:
     """vLLM starts from the environment vl-serve was started with, plus vl-serve's variables: not
     with what importing vLLM for the argument check put in os.environ. The key stays in the
     variable the config names (the access middleware reads it), never VLLM_API_KEY."""
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
+    keyed = tmp_path / "keyed.yaml"
+    keyed.write_text(
         yaml.safe_dump(
             {
                 "model": "Qwen/Qwen2.5-VL-3B-Instruct",
@@ -285,17 +299,17 @@ def test_serve_execs_vllm_with_the_users_environment(tmp_path: Path) -> None:
             }
         )
     )
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump({"model": "Qwen/Qwen2.5-VL-3B-Instruct"}))
     start = {k: v for k, v in os.environ.items() if k != "VLLM_API_KEY"}
     start["MY_KEY"] = "sk-secret"
-    seen = _exec_env(cfg, start)
-    assert seen["plan_env"]["MY_VAR"] == "x"
-    assert seen["env"] == {**start, **seen["plan_env"]}
-    assert seen["env"]["MY_KEY"] == "sk-secret"
+    stray = {**start, "VLLM_API_KEY": "sk-stray"}
+    clean, keyed_stray, plain_stray = _exec_envs([(keyed, start), (keyed, stray), (plain, stray)])
+    assert clean["plan_env"]["MY_VAR"] == "x"
+    assert clean["env"] == {**start, **clean["plan_env"]}
+    assert clean["env"]["MY_KEY"] == "sk-secret"
 
     # A VLLM_API_KEY left in the shell must not turn vLLM's own auth on, keyed or not.
-    seen = _exec_env(cfg, {**start, "VLLM_API_KEY": "sk-stray"})
-    assert "VLLM_API_KEY" not in seen["env"]
-    cfg.write_text(yaml.safe_dump({"model": "Qwen/Qwen2.5-VL-3B-Instruct"}))
-    seen = _exec_env(cfg, {**start, "VLLM_API_KEY": "sk-stray"})
-    assert "VLLM_API_KEY" not in seen["env"]
-    assert seen["env"] == {**start, **seen["plan_env"]}
+    assert "VLLM_API_KEY" not in keyed_stray["env"]
+    assert "VLLM_API_KEY" not in plain_stray["env"]
+    assert plain_stray["env"] == {**start, **plain_stray["plan_env"]}
