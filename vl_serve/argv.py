@@ -59,6 +59,13 @@ OWNED = {
         "vl-serve takes or makes X-Request-Id and echoes it on every answer itself; remove it"
     ),
     "middleware": "vl-serve sets this itself (its middleware checks every request); remove it",
+    "hf_token": (
+        "a token here would be in vLLM's argv (ps, logs); set HF_TOKEN in the server's "
+        "environment instead"
+    ),
+    "enable_mm_embeds": (
+        "embeddings sent in requests would reach the model past vl-serve's media checks; remove it"
+    ),
     "config": (
         "vLLM's --config file would set flags past vl-serve's checks; write its settings in "
         "this vl-serve YAML (its fields, or vllm_args)"

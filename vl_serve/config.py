@@ -11,9 +11,9 @@ turning validation errors into one line each live in :mod:`vl_serve.loading`; ch
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vl_serve import loading
 from vl_serve.clients_config import ClientsConfig
@@ -45,6 +45,24 @@ FASTDEPLOY_QUANTIZATION = {
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Secrets the env section must not hold: the file is not where a secret lives, and each has its
+# own way in.
+SECRET_ENV_NAMES = {
+    "VLLM_API_KEY": (
+        "vl-serve checks API keys itself: name the variable that holds the key in "
+        "server.api_key_env and set it in the server's environment"
+    ),
+    "HF_TOKEN": "a secret: set it in the server's environment, not in the config file",
+    "HUGGING_FACE_HUB_TOKEN": "a secret: set it in the server's environment, not in the config file",
+}
+
+
+def _not_a_secret(name: str) -> str:
+    if name in SECRET_ENV_NAMES:
+        raise ValueError(SECRET_ENV_NAMES[name])
+    return name
 
 
 class VLServeConfig(_Model):
@@ -132,7 +150,7 @@ class VLServeConfig(_Model):
         default_factory=ClientsConfig,
         description="Model names accepted and answer shapes kept for clients of other servers.",
     )
-    env: dict[str, str] = Field(
+    env: dict[Annotated[str, AfterValidator(_not_a_secret)], str] = Field(
         default_factory=dict,
         description="Extra environment variables for the vLLM processes (e.g. VLLM_CPU_KVCACHE_SPACE).",
     )

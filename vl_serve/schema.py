@@ -113,6 +113,8 @@ def _type(annotation: Any) -> str:
     """A YAML reader's name for a type: ``string or null``, ``map[string, integer]``."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
+    if origin is typing.Annotated:  # a type with a validator: its base type
+        return _type(args[0])
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type(arg) for arg in args)
     if origin is Literal:

@@ -29,6 +29,8 @@ OWNED_ROWS = [
     pytest.param("config", "x.yaml", "this vl-serve YAML", id="config"),
     pytest.param("api_key", "sk-x", "'server.api_key_env'", id="api_key"),
     pytest.param("middleware", "m:M", "vl-serve sets this itself", id="middleware"),
+    pytest.param("hf_token", "hf_x", "set HF_TOKEN in the server's environment", id="hf_token"),
+    pytest.param("enable_mm_embeds", True, "past vl-serve's media checks", id="mm_embeds"),
     pytest.param("shutdown_timeout", 5, "'server.drain_timeout'", id="shutdown_timeout"),
     pytest.param(
         "enable_request_id_headers", True, "echoes it on every answer", id="request_id_headers"
@@ -69,6 +71,22 @@ def test_owned_vllm_args_are_refused_with_a_pointer(key: str, value: Any, pointe
         (line,) = info.value.lines()
         assert line.startswith(f"<config>: vllm_args.{spelling} = {value!r}: ")
         assert pointer in line
+
+
+@pytest.mark.parametrize(
+    ("name", "pointer"),
+    [
+        ("VLLM_API_KEY", "server.api_key_env"),
+        ("HF_TOKEN", "set it in the server's environment"),
+        ("HUGGING_FACE_HUB_TOKEN", "set it in the server's environment"),
+    ],
+)
+def test_a_secret_in_the_env_section_is_refused(name: str, pointer: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        _cfg(env={"VLLM_CPU_KVCACHE_SPACE": "1", name: "sk-in-the-file"})
+    (line,) = info.value.lines()
+    assert line.startswith(f"x.yaml: env.{name} = ") and pointer in line
+    assert "sk-in-the-file" not in line
 
 
 # A value other than the default for each field that maps onto the vLLM flag of its name.
