@@ -137,6 +137,16 @@ class MediaConfig(_Model):
         ge=1,
         description="Pixel budget for detail 'high'; null keeps the model processor's own limit.",
     )
+    presize: bool = Field(
+        True,
+        description=(
+            "Resize an image over the served model's pixel budget (Qwen2-VL, Qwen2.5-VL, "
+            "Qwen3-VL: the processor's min/max pixels, mm_processor_kwargs included) to the "
+            "processor's own target before vLLM sees it: decoded at a reduced JPEG scale and "
+            "resized once, the same image tokens for less work. Other models' images go on "
+            "untouched either way."
+        ),
+    )
     trust_request_mm_kwargs: bool = Field(
         False,
         description=(

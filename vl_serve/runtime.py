@@ -44,7 +44,24 @@ def runtime_sections(cfg: Any) -> dict[str, Any]:
         "server": cfg.server.model_dump(mode="json"),
         "clients": cfg.clients.model_dump(mode="json"),
         "ops": ops_settings(cfg),
+        # The media path's image budget is read from these once (vl_serve.media.presize).
+        "model": model_settings(cfg),
     }
+
+
+def model_settings(cfg: Any) -> dict[str, Any]:
+    """The model folder (or hub id) vLLM serves and the deployment's processor kwargs."""
+    from vl_serve.argv import multimodal_kwargs
+    from vl_serve.builtin import model_dir
+    from vl_serve.errors import ConfigError
+
+    path: str | None = cfg.model
+    if cfg.builtin_name is not None:
+        try:
+            path = str(model_dir(cfg.builtin_name))
+        except ConfigError:  # reported by the launcher; no model files to read here
+            path = None
+    return {"path": path, "mm_processor_kwargs": multimodal_kwargs(cfg)[0]}
 
 
 # vLLM's own default of max_num_seqs where the config leaves it unset; admission's bound is a

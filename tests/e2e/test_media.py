@@ -30,7 +30,10 @@ from PIL import Image
 
 from tests.helpers.media_files import data_url, mp4_bytes, pixel_bomb_png, png_bytes, video_bytes
 from tests.helpers.media_hosts import MediaHost
+from tests.helpers.photos import photo_jpeg
+from tests.helpers.processors import image_tokens
 from tests.helpers.vlserver import VLServer, tiny_config
+from vl_serve.builtin.registry import model_dir
 from vl_serve.config import VLServeConfig
 from vl_serve.media import MediaError, prepare_request
 from vl_serve.runtime import runtime_sections
@@ -76,6 +79,9 @@ def samples() -> dict[str, bytes]:
         "big.png": png_bytes(512, 512, (20, 160, 20)),
         "tiny.png": png_bytes(1, 1),
         "truncated.png": image_bytes("PNG", 256, (1, 2, 3))[:300],
+        "truncated.jpg": photo_jpeg(256, 192)[:6000],  # the header whole, the scan cut
+        # A 12 MP photo (smooth, to stay under media.max_item_bytes), over the model's budget.
+        "photo.jpg": photo_jpeg(4032, 3024, seed=7, noise=0.0, quality=70),
         "garbage.png": b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8,
         "img.tiff": image_bytes("TIFF"),
         "img.svg": SVG,
@@ -363,6 +369,20 @@ def test_detail_low_costs_fewer_tokens(
     assert tokens["high"] - tokens["low"] == 64 - 9
 
 
+@STREAM
+def test_photo_over_the_budget_costs_the_processors_own_tokens(
+    client: openai.OpenAI, ctx: Ctx, reference: dict[str, int], stream: bool
+) -> None:
+    """A 4032x3024 JPEG by URL is presized by vl-serve to the processor's own target: its prompt
+    costs what the tiny model's HF processor computes for the original image."""
+    folder = model_dir(MODEL)
+    photo = image_tokens(folder, ctx.samples["photo.jpg"])
+    small = image_tokens(folder, ctx.samples["red.png"])
+    assert photo > small
+    tokens = send(client, [image_url(ctx.host.url("photo.jpg")), QUESTION], stream=stream)
+    assert tokens == reference["image64"] - small + photo
+
+
 # ------------------------------------------------------------------------------------------
 # Refusals
 
@@ -405,7 +425,9 @@ REFUSED: list[Row] = [
     # bad images
     # a data: URL's pixels are decoded once, by vLLM, which answers a truncated stream itself
     ("truncated-png", lambda c: [image_url(b64(c, "truncated.png"))], 400, "Failed to load image: image file is truncated"),
-    ("truncated-png-http", lambda c: [image_url(c.host.url("truncated.png"))], 400, "truncated or corrupt"),
+    # fetched ones too: vl-serve checks their header only, and passes the bytes on as they came
+    ("truncated-png-http", lambda c: [image_url(c.host.url("truncated.png"))], 400, "Failed to load image: image file is truncated"),
+    ("truncated-jpeg-http", lambda c: [image_url(c.host.url("truncated.jpg"))], 400, "Failed to load image: image file is truncated"),
     ("garbage-png", lambda c: [image_url(c.host.url("garbage.png"))], 400, "truncated or corrupt"),
     ("1x1-png", lambda c: [image_url(b64(c, "tiny.png"))], 400, "each side must be at least 10 pixels"),
     ("tiff", lambda c: [image_url(c.host.url("img.tiff"))], 400, "not in a supported image format"),

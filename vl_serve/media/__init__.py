@@ -13,7 +13,11 @@ hold media (``/v1/chat/completions`` and its batch and render routes, ``/invocat
 * gets every item's bytes under the rules of :mod:`vl_serve.media.sources` (public http(s) hosts,
   ``file://`` inside one folder, base64 ``data:``), checks them (format, pixels, frames, duration)
   and hands vLLM the checked bytes as a ``data:`` URL, so vLLM itself never fetches a user's URL
-  or reads a user's path;
+  or reads a user's path; an image that needs no change is checked from its header only and goes
+  on as it came (vLLM decodes it once);
+* presizes an image over the served model's pixel budget (Qwen2-VL, Qwen2.5-VL, Qwen3-VL) to
+  the processor's own target, decoded at a reduced JPEG scale and resized once, so vLLM neither
+  decodes the full image nor resizes it again (``media.presize``);
 * applies ``detail: "low" | "high"`` and per-image ``min_pixels``/``max_pixels``/``resized_*`` by
   resizing that image (a per-image pixel budget: it changes the image's token count);
 * applies per-video ``fps``/``nframes``/``min_pixels``/``max_pixels``/``resized_*`` itself: a
@@ -32,9 +36,11 @@ The modules, in the order a request meets them:
 * ``request``: the entry point; ``settings``: the parsed ``media`` section and its limits;
   ``kwargs``: client processor kwargs; ``parts``: finding, reading and counting the items;
 * ``inline``: ``data:`` images passed on as sent; ``sources``: an item's bytes from ``data:``,
-  ``file://`` or http(s); ``policy`` and ``fetch``: the guarded download; ``workers``: the threads;
-* ``images`` and ``headers``: image checks; ``frames``: video items; ``videos``, ``containers``,
-  ``mp4`` and ``webm``: video files; ``errors``: the refusals; ``unread``: media on other routes.
+  ``file://`` or http(s); ``policy`` and ``fetch``: the guarded download; ``workers``: the
+  threads and the bound on pixels being decoded;
+* ``images`` and ``headers``: image checks; ``presize``: the served model's image budget;
+  ``frames``: video items; ``videos``, ``containers``, ``mp4`` and ``webm``: video files;
+  ``errors``: the refusals; ``unread``: media on other routes.
 """
 
 from __future__ import annotations

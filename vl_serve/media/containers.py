@@ -27,6 +27,7 @@ class VideoInfo:
     height: int = 0
     frames: int = 0
     seconds: float = 0.0
+    keyframes: tuple[int, ...] | None = None  # frame indices a decoder can start at, if known
 
     @property
     def mime(self) -> str:

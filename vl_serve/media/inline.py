@@ -3,7 +3,8 @@
 The most common media item is a base64 image in an OpenAI ``image_url`` part. Its size is known
 from the length of its base64 text, and its format and dimensions from the header at its start,
 so neither the whole base64 text nor the pixels are decoded here, and the request body is not
-rebuilt. vLLM decodes the image once, as it would without vl-serve, and answers bad base64 or a
+rebuilt. An image over the served model's pixel budget takes the full path instead, where it is
+presized (:mod:`vl_serve.media.presize`). vLLM decodes the image once, as it would without vl-serve, and answers bad base64 or a
 truncated pixel stream with its own 400. Anything unusual goes to the full check instead.
 """
 
@@ -13,6 +14,7 @@ import binascii
 from typing import Any
 
 from vl_serve.media.errors import Refusal, refused, too_large
+from vl_serve.media.headers import exact_size, header_size
 from vl_serve.media.images import check_image_header
 from vl_serve.media.parts import Item
 from vl_serve.media.settings import Context, image_limits
@@ -58,14 +60,24 @@ def keep_data_url_image(source: Any, ctx: Context) -> bool:
             return False  # the full check says what is wrong with it
         complete = head_chars == n
         if chars == _QUICK_HEAD_CHARS and not complete:
-            if check_image_header(head, limits, complete=False, exact_only=True) is not None:
-                return True
+            fmt = check_image_header(head, limits, complete=False, exact_only=True)
+            if fmt is not None:
+                return _within_budget(head, fmt, ctx)
             continue
-        if check_image_header(head, limits, complete=complete) is not None:
-            return True
+        fmt = check_image_header(head, limits, complete=complete)
+        if fmt is not None:
+            return _within_budget(head, fmt, ctx)
         if complete:
             break
     return False
+
+
+def _within_budget(head: bytes, fmt: str, ctx: Context) -> bool:
+    """Whether the processor keeps this image's size (else it is presized: the full path)."""
+    if ctx.budget is None:
+        return True
+    dims = exact_size(head, fmt) or header_size(head, fmt)
+    return dims is not None and ctx.budget.presize(*dims) is None
 
 
 def kept_as_sent(found: Item, ctx: Context) -> bool:

@@ -47,6 +47,7 @@ class _Track:
     timescale: int = 0
     duration: int = 0
     samples: int = 0
+    keyframes: tuple[int, ...] | None = None  # stss: the sync samples, 0-based
 
 
 def parse_mp4(data: bytes) -> VideoInfo | None:
@@ -104,6 +105,10 @@ def parse_mp4(data: bytes) -> VideoInfo | None:
                     track.height = max(track.height, float(h))
             elif kind in (b"stsz", b"stz2") and track is not None:
                 track.samples = struct.unpack_from(">I", data, body + 8)[0]
+            elif kind == b"stss" and track is not None:
+                n = min(struct.unpack_from(">I", data, body + 4)[0], (stop - body - 8) // 4)
+                numbers = struct.unpack_from(f">{max(0, n)}I", data, body + 8)
+                track.keyframes = tuple(sorted(v - 1 for v in numbers if v > 0))
             elif kind == b"tfhd":
                 traf_id[0] = struct.unpack_from(">I", data, body + 4)[0]
             elif kind == b"trun":
@@ -123,4 +128,5 @@ def parse_mp4(data: bytes) -> VideoInfo | None:
         seconds = (fragment_duration or movie_duration) / movie_timescale
     else:
         seconds = 0.0
-    return VideoInfo("mp4", int(video.width), int(video.height), frames, seconds)
+    keyframes = video.keyframes if frames == video.samples else None  # fragments: unknown
+    return VideoInfo("mp4", int(video.width), int(video.height), frames, seconds, keyframes)

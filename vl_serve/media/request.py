@@ -18,9 +18,9 @@ from vl_serve.media.images import check_image
 from vl_serve.media.inline import kept_as_sent
 from vl_serve.media.kwargs import sanitize
 from vl_serve.media.parts import Item, check_counts, find_items, part_type
-from vl_serve.media.settings import Context, image_limits, parsed
+from vl_serve.media.settings import Context, budget, image_limits, parsed
 from vl_serve.media.sources import data_url, load, source_kind
-from vl_serve.media.workers import gather, in_thread
+from vl_serve.media.workers import gather, in_image_thread, pixels_of
 from vl_serve.server import metrics
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,10 @@ async def _image(found: Item, ctx: Context) -> dict[str, Any] | None:
         size_field="max_item_bytes",
     )
     with metrics.MEDIA_DECODE_SECONDS.time():
-        checked = await in_thread(check_image, data, image_limits(ctx.cfg), found.resize)
+        checked = await in_image_thread(
+            pixels_of(data), check_image, data, image_limits(ctx.cfg), found.resize, "image",
+            ctx.budget,
+        )  # fmt: skip
     return {"type": "image_url", "image_url": {"url": await data_url(checked.mime, checked.data)}}
 
 
@@ -97,7 +100,7 @@ async def prepare_request(body: dict[str, Any], settings: dict[str, Any]) -> boo
     check_counts(items, cfg, settings)
     if not items:
         return changed
-    ctx = Context(cfg, policy)
+    ctx = Context(cfg, policy, budget(settings))
     sent = len(items)
     items = [found for found in items if not kept_as_sent(found, ctx)]
     if sent > len(items):  # inline images passed on as sent

@@ -9,6 +9,7 @@ from vl_serve.config import MediaConfig
 from vl_serve.media.errors import MediaError, mib
 from vl_serve.media.images import ImageLimits
 from vl_serve.media.policy import FetchPolicy
+from vl_serve.media.presize import Budget, settings_budget
 
 # The parsed media section per settings dict: a server has one for its whole life, so each
 # request would otherwise validate the same dict again. Keyed by the section's identity, and it
@@ -29,6 +30,23 @@ def parsed(settings: dict[str, Any]) -> tuple[MediaConfig, FetchPolicy]:
         _PARSED.clear()
     _PARSED[id(raw)] = (raw, cfg, policy)
     return cfg, policy
+
+
+# The served model's image budget per settings dict, read from the model's files once (the
+# middleware asks for it when it is built, before the first request).
+_BUDGETS: dict[int, tuple[Any, Budget | None]] = {}
+
+
+def budget(settings: dict[str, Any]) -> Budget | None:
+    """The served model's image budget (:mod:`vl_serve.media.presize`), or None: no presizing."""
+    hit = _BUDGETS.get(id(settings))
+    if hit is not None and hit[0] is settings:
+        return hit[1]
+    found = settings_budget(settings)
+    if len(_BUDGETS) >= _PARSED_MAX:
+        _BUDGETS.clear()
+    _BUDGETS[id(settings)] = (settings, found)
+    return found
 
 
 def config(settings: dict[str, Any]) -> MediaConfig:
@@ -59,6 +77,7 @@ class Context:
 
     cfg: MediaConfig
     policy: FetchPolicy
+    budget: Budget | None = None  # the served model's image budget: images over it are presized
 
     @property
     def video_bytes(self) -> int:

@@ -8,6 +8,7 @@ CPU-bound: run it in a worker thread.
 
 from __future__ import annotations
 
+import bisect
 import os
 import tempfile
 from typing import Any
@@ -22,6 +23,23 @@ from vl_serve.media.containers import (
 from vl_serve.media.errors import Refusal
 from vl_serve.media.mp4 import parse_mp4
 from vl_serve.media.webm import parse_webm
+
+# OpenCV's seek (cap_ffmpeg_impl.hpp, CvCapture_FFMPEG::seek) goes to the keyframe at or before
+# 16 frames ahead of the target and decodes forward from there: a seek costs at least 16 frame
+# decodes, more when that keyframe is further back.
+_SEEK_BACK = 16
+
+
+def _step_over(position: int, index: int, keyframes: tuple[int, ...] | None) -> bool:
+    """Whether reaching frame ``index`` from ``position`` (the next frame a read returns) decodes
+    fewer frames with grab() than with a seek (``keyframes``: the container's table, if any)."""
+    if index < position:
+        return False
+    seek_cost = _SEEK_BACK
+    if keyframes:
+        last = bisect.bisect_right(keyframes, max(0, index - _SEEK_BACK)) - 1
+        seek_cost = index - (keyframes[last] if last >= 0 else 0)
+    return index - position <= seek_cost
 
 
 def check_video(data: bytes, limits: VideoLimits) -> VideoInfo:
@@ -54,8 +72,9 @@ def even_indices(total: int, n: int) -> list[int]:
 def decode_frames(data: bytes, info: VideoInfo, n: int, limits: VideoLimits) -> list[bytes]:
     """JPEG bytes of ``n`` frames spread evenly over a video already passed by :func:`check_video`.
 
-    The bytes go to a file in a private temporary folder (OpenCV reads files only), frames are
-    sought by index and decoded one at a time; the capture is released and the folder deleted
+    The bytes go to a file in a private temporary folder (OpenCV reads files only); only the
+    sampled frames are converted to pixels (``retrieve``), short gaps are stepped over with
+    ``grab`` where that decodes fewer frames than a seek would, the others sought; the capture is released and the folder deleted
     whatever happens.
     """
     import cv2  # vLLM's own video decoder: imported only when a video is sampled here
@@ -85,8 +104,13 @@ def _read_frames(cv2: Any, cap: Any, info: VideoInfo, n: int, limits: VideoLimit
     out: list[bytes] = []
     position = 0  # the frame the next read() returns
     for index in even_indices(total, min(n, total)):
-        if index != position:
+        if not _step_over(position, index, info.keyframes):
             cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        else:
+            while position < index:  # decoded, never converted to pixels
+                if not cap.grab():
+                    raise corrupt
+                position += 1
         ok, frame = cap.read()
         if not ok or frame is None:
             raise corrupt

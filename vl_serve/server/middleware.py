@@ -73,6 +73,7 @@ class DialectMiddleware:
         self.add_alias: bool | None = None if field == "reasoning" else field == "both"
         # The media preparation step (tests put a stand-in here, or None to leave media alone).
         self.media: ModuleType | None = media_module
+        media_module.settings.budget(settings)  # the model's image budget, read once, now
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -16,6 +16,7 @@ import pytest
 from tests.helpers.media_files import image_bytes, pixel_bomb_png, video_bytes
 from tests.helpers.media_hosts import MediaHost
 from tests.helpers.media_requests import JPEG, PNG
+from tests.helpers.photos import photo_jpeg
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +32,7 @@ def samples() -> dict[str, bytes]:
         "wide.png": image_bytes("PNG", (2100, 10)),
         "img.tiff": image_bytes("TIFF"),
         "truncated.png": image_bytes("PNG", (256, 256), (1, 2, 3))[:300],
+        "truncated.jpg": photo_jpeg(256, 192)[:6000],  # the header whole, the scan cut
         "garbage.png": b"\x89PNG\r\n\x1a\n" + os.urandom(2000),
         "text.txt": b"hello, I am not an image",
         "bomb.png": pixel_bomb_png(),
