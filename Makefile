@@ -10,7 +10,7 @@ EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/nu
 CONFIG ?=
 PYTEST_ARGS ?=
 
-.PHONY: install serve test test-long lint bench bench-smoke clean
+.PHONY: install serve test test-long lint bench bench-smoke bench-media clean
 
 install: $(STAMP)
 
@@ -50,6 +50,12 @@ bench: install
 
 bench-smoke: install
 	$(BIN)/python -m pytest -q tests/e2e/test_bench_smoke.py
+
+# The media benchmark (benchmarks/README.md): MEDIA_ARGS passes options to media_bench.py.
+MEDIA_ARGS ?=
+
+bench-media: install
+	$(BIN)/python benchmarks/media_bench.py $(MEDIA_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -72,47 +72,48 @@ def process_cpu_ns(pid: int) -> int | None:
         return None
 
 
-def _session_stats(leader: int) -> dict[int, list[bytes]]:
-    """/proc/PID/stat fields (after the command name) of every process in session ``leader``
-    (a server: start_new_session made its API server the leader)."""
-    out = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_bytes()
-        except OSError:  # exited meanwhile
-            continue
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        if int(fields[3]) == leader:
-            out[int(entry.name)] = fields
-    return out
+def _front(root: int, tree: dict[int, list[bytes]]) -> list[int]:
+    """``root`` down to the API server: past vl-serve's supervisor (``vl_serve.supervise``),
+    which runs the API server as its only child. The last pid is the API server."""
+    chain = [root]
+    with contextlib.suppress(OSError):
+        while b"vl_serve.supervise" in Path(f"/proc/{chain[-1]}/cmdline").read_bytes():
+            kids = [p for p, fields in tree.items() if int(fields[1]) == chain[-1]]
+            if len(kids) != 1:
+                break
+            chain.append(kids[0])
+    return chain
 
 
 def pin(server: bs.Server, layout: tuple[set[int], set[int]]) -> None:
-    """Every thread of the server's API server on ``layout[0]``, of its other processes (the
-    engine) on ``layout[1]``."""
-    for pid in _session_stats(server.proc.pid):
-        pin_threads(pid, layout[0] if pid == server.proc.pid else layout[1])
+    """Every thread of the server's API server (and a supervisor above it) on ``layout[0]``, of
+    its other processes (the engine) on ``layout[1]``."""
+    tree = bs.process_tree(server.proc.pid)
+    front = _front(server.proc.pid, tree)
+    for pid in tree:
+        pin_threads(pid, layout[0] if pid in front else layout[1])
 
 
 def cpu_seconds(server: bs.Server) -> tuple[dict[str, float], str]:
     """CPU time used so far by the server's processes, by role, and the API server's clock.
 
-    ``api``: the API server (the process started: vl-serve execs vLLM in place), from its CPU
-    clock in nanoseconds (``process_cpu_ns``; clock ticks where that fails): vl-serve's
-    additions are spent there and differ from bare vLLM's by tenths of a millisecond per
-    request, finer than 10 ms ticks. ``engine``: every other process of its session
-    (EngineCore, workers), user + system clock ticks from ``/proc/PID/stat``.
+    ``api``: the API server (bare vLLM: the process started; vl-serve: its supervisor's child),
+    from its CPU clock in nanoseconds (``process_cpu_ns``; clock ticks where that fails):
+    vl-serve's additions are spent there and differ from bare vLLM's by tenths of a millisecond
+    per request, finer than 10 ms ticks. ``engine``: every other process of the server's tree
+    (EngineCore, workers; vl-serve's idle supervisor), user + system clock ticks from
+    ``/proc/PID/stat``.
     """
-    tick, leader = os.sysconf("SC_CLK_TCK"), server.proc.pid
+    tick = os.sysconf("SC_CLK_TCK")
+    tree = bs.process_tree(server.proc.pid)
+    api = _front(server.proc.pid, tree)[-1]
     out, clock = {"api": 0.0, "engine": 0.0}, TICKS_CLOCK
-    for pid, fields in _session_stats(leader).items():
+    for pid, fields in tree.items():
         ticks_s = (int(fields[11]) + int(fields[12])) / tick
-        ns = process_cpu_ns(pid) if pid == leader else None
+        ns = process_cpu_ns(pid) if pid == api else None
         if ns is not None:
             clock = API_CPU_CLOCK
-        out["api" if pid == leader else "engine"] += ticks_s if ns is None else ns / 1e9
+        out["api" if pid == api else "engine"] += ticks_s if ns is None else ns / 1e9
     return out, clock
 
 
@@ -267,13 +268,22 @@ class Rounds:
         if self.layout is not None:  # the load generator beside the API server
             pin_threads(os.getpid(), self.layout[0])
         for s in servers.values():
-            self.measure(s, 0, max(self.args.concurrency), warmup=True)
+            self.measure(s, 0, self.warmup_slot(), warmup=True)
         self.servers_per_variant = max(pool.started.values())
         return servers
 
+    def slots(self) -> list[Any]:
+        """What each repetition measures, in turn, every variant in a drawn order: here each
+        concurrency (a subclass may measure other cells, passed to ``measure`` as ``conc``)."""
+        return list(self.args.concurrency)
+
+    def warmup_slot(self) -> Any:
+        """The cell of the warm-up round after each server start."""
+        return max(self.args.concurrency)
+
     def run(self, t_start: float) -> None:
-        args = self.args
-        orders = st.round_orders(args.variants, args.reps, len(args.concurrency), args.order_seed)
+        args, slots = self.args, self.slots()
+        orders = st.round_orders(args.variants, args.reps, len(slots), args.order_seed)
         rep_s = 0.0
         with bs.ServerPool(self.workdir) as pool:
             for rep in range(args.reps):
@@ -291,7 +301,7 @@ class Rounds:
                     print(f"starting {', '.join(args.variants)} (repetitions {rep + 1}-{last}) ...")
                     servers = self.start_cohort(pool)
                 t_rep = time.monotonic()
-                for i, conc in enumerate(args.concurrency):
+                for i, slot in enumerate(slots):
                     for name in orders[i][rep]:
-                        self.measure(servers[name], rep, conc)
+                        self.measure(servers[name], rep, slot)
                 rep_s = time.monotonic() - t_rep

@@ -9,7 +9,8 @@ Every variant is derived from one vl-serve config:
   servers that differ in nothing);
 - ``vllm-qwen3``: the bare argv plus vLLM's own ``--reasoning-parser qwen3`` (optional).
 
-Servers bind 127.0.0.1 on a free port, run in their own process group and are killed as a group.
+Servers bind 127.0.0.1 on a free port and run in their own process group; stopping one kills that
+group and the group of every process under it (vl-serve's supervisor runs vLLM in one of its own).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,9 +103,19 @@ def _strip_flag(argv: list[str], flag: str) -> list[str]:
 
 
 def plan_variants(
-    names: list[str], config_path: Path, workdir: Path, *, vl_serve_parser: str | None
+    names: list[str],
+    config_path: Path,
+    workdir: Path,
+    *,
+    vl_serve_parser: str | None,
+    overrides: dict[str, Any] | None = None,
+    bare_argv: Callable[[list[str]], list[str]] | None = None,
 ) -> dict[str, Plan]:
-    """Resolve every variant from one config; ``vl_serve_parser`` None runs vl-serve without one."""
+    """Resolve every variant from one config; ``vl_serve_parser`` None runs vl-serve without one.
+
+    ``overrides``: top-level config keys replaced before anything is derived (every variant gets
+    them); ``bare_argv``: a change to the bare vLLM argv (after the middleware is stripped).
+    """
     from vl_serve import config as vconfig
     from vl_serve import launch
     from vl_serve.argv import MIDDLEWARE
@@ -111,6 +123,7 @@ def plan_variants(
     raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     if not isinstance(raw, dict):
         raise SystemExit(f"{config_path}: not a YAML mapping")
+    raw.update(overrides or {})
     raw["server"] = {**(raw.get("server") or {}), "host": HOST, "port": 8000}
     raw["server"].pop("api_key_env", None)
     raw["reasoning"] = {**(raw.get("reasoning") or {}), "parser": vl_serve_parser}
@@ -118,6 +131,8 @@ def plan_variants(
     bare = _strip_flag(_strip_flag(reference.argv, "--middleware"), "--reasoning-parser")
     if MIDDLEWARE in bare:
         raise SystemExit("could not strip the middleware from the vl-serve argv")
+    if bare_argv is not None:
+        bare = bare_argv(bare)
     env = dict(reference.env)
     plans: dict[str, Plan] = {}
     for name in names:
@@ -221,6 +236,10 @@ class Server:
         return "\n".join(text.splitlines()[-lines:])
 
     def close(self, grace_s: float = 15.0) -> None:
+        # vl-serve's supervisor runs the API server in a process group of its own: kill the
+        # groups of every process of the tree as well, or a server could outlive its supervisor.
+        groups = {int(fields[2]) for fields in process_tree(self.proc.pid).values()}
+        groups.discard(os.getpgrp())  # never this process's own
         try:
             if self.proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -229,11 +248,34 @@ class Server:
                     self.proc.wait(timeout=grace_s)
         finally:
             # The engine core and workers share the group: none may outlive the benchmark.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+            for group in groups | {self.proc.pid}:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(group, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=10)
             self._log.close()
+
+
+def process_tree(root: int) -> dict[int, list[bytes]]:
+    """/proc/PID/stat fields (after the command name) of ``root`` and every process descending
+    from it (a server: bare vLLM's API server and its engine; vl-serve's supervisor, the API
+    server it runs as its child in a session of its own, and the engine)."""
+    stats = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_bytes()
+        except OSError:  # exited meanwhile
+            continue
+        stats[int(entry.name)] = stat[stat.rindex(b")") + 2 :].split()
+    tree, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats and pid not in tree:
+            tree[pid] = stats[pid]
+            todo += [p for p, fields in stats.items() if int(fields[1]) == pid]
+    return tree
 
 
 def _free_port() -> int:
