@@ -1,7 +1,7 @@
 """The media benchmark's rounds: a loopback media host, a streaming load loop, the cohort schedule.
 
-The media host is a threaded ``http.server`` on 127.0.0.1 serving the generated files from
-memory; vl-serve and bare vLLM fetch the same URLs from it. A round sends one workload's request
+The media host is Python's ``http.server`` on 127.0.0.1, in a process of its own, serving the
+generated files; vl-serve and bare vLLM fetch the same URLs from it. A round sends one workload's request
 ``requests`` times at a fixed concurrency from an asyncio loop (aiohttp, streaming chat
 completions): TTFT is the time to the first streamed delta with text (content or reasoning),
 and each request's ``usage.prompt_tokens`` is kept, so that the arms can be checked to see the
@@ -16,10 +16,11 @@ import asyncio
 import gc
 import json
 import os
+import re
 import statistics
-import threading
+import subprocess
+import sys
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,37 +30,31 @@ import media_workloads as mw
 
 
 class MediaHost:
-    """Files served from memory on a free 127.0.0.1 port (``url``), until ``close()``."""
+    """The files served on a free 127.0.0.1 port (``url``) by a process of their own, until
+    ``close()``: Python's ``http.server``, like a media host elsewhere, so that serving them does
+    not share an interpreter (and its GIL) with the load loop."""
 
     def __init__(self, files: dict[str, Path]) -> None:
-        blobs = {
-            f"/{name}": (p.read_bytes(), mw.CONTENT_TYPES[p.suffix]) for name, p in files.items()
-        }
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                blob = blobs.get(self.path)
-                if blob is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", blob[1])
-                self.send_header("Content-Length", str(len(blob[0])))
-                self.end_headers()
-                self.wfile.write(blob[0])
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer((bs.HOST, 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://{bs.HOST}:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        folders = {p.parent for p in files.values()}
+        if len(folders) != 1 or any(p.name != name for name, p in files.items()):
+            raise ValueError("the media host serves the files of one folder, by their names")
+        (folder,) = folders
+        self._proc = subprocess.Popen(
+            [sys.executable, "-u", "-m", "http.server", "0", "--bind", bs.HOST,
+             "--directory", str(folder)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()  # Serving HTTP on 127.0.0.1 port N (http://...) ...
+        found = re.search(r" port (\d+) ", line)
+        if found is None:
+            self.close()
+            raise RuntimeError(f"the media host did not start: {line!r}")
+        self.url = f"http://{bs.HOST}:{found.group(1)}"
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._proc.terminate()
+        self._proc.wait(timeout=10)
 
 
 def _percentile(values: list[float], q: float) -> float | None:

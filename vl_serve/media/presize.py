@@ -118,6 +118,7 @@ def qwen_budget(
     assert isinstance(lo, int) and isinstance(hi, int)
     if processor.get("do_resize") is False or lo > hi:
         return None
+    _qwen_smart_resize()  # imported now, at start-up, rather than on the first image (seconds)
     return Budget(factor=patch * merge, min_pixels=lo, max_pixels=hi)
 
 
