@@ -135,7 +135,7 @@ def plan(args: argparse.Namespace, deployment: str, config: dict[str, Any]) -> d
         names,
         args.config,
         args.workdir,
-        vl_serve_parser=bs.VL_SERVE_PARSER,
+        vl_serve_parser=None,
         overrides=overrides,
         bare_argv=mw.bare_argv,
     )
@@ -145,10 +145,10 @@ def plan(args: argparse.Namespace, deployment: str, config: dict[str, Any]) -> d
             ["vl-serve"],
             args.config,
             args.workdir,
-            vl_serve_parser=bs.VL_SERVE_PARSER,
+            vl_serve_parser=None,
             overrides={**overrides, "media": media},
         ).values()
-        variant = bs.Variant(NOPRESIZE, "vl-serve", bs.VL_SERVE_PARSER, "vl-serve, presize off")
+        variant = bs.Variant(NOPRESIZE, "vl-serve", None, "vl-serve, presize off")
         plans[NOPRESIZE] = dataclasses.replace(vl, variant=variant)
     return {v: plans[v] for v in args.variants}
 
