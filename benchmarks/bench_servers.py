@@ -278,10 +278,20 @@ def process_tree(root: int) -> dict[int, list[bytes]]:
     return tree
 
 
+_GIVEN_PORTS: set[int] = set()
+
+
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    """A free port no other server of this run was given: the kernel may hand a released port
+    out again, and vLLM binds with SO_REUSEPORT, so two servers on one port would share its
+    connections without an error."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((HOST, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
 
 
 class ServerPool:

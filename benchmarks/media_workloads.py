@@ -144,7 +144,8 @@ def bare_argv(argv: list[str]) -> list[str]:
     out = ["127.0.0.1" if a == NO_FETCH_DOMAIN else a for a in argv]
     if "127.0.0.1" not in out:
         out += ["--allowed-media-domains", "127.0.0.1"]
-    return [*out, "--trust-request-mm-kwargs"]
+    flag = "--trust-request-mm-kwargs"  # vl-serve's argv has it already (vl-serve is the gate)
+    return out if flag in out else [*out, flag]
 
 
 # --- the media, generated --------------------------------------------------------------------

@@ -262,8 +262,10 @@ def build_argv(cfg: VLServeConfig, model_path: str, *, check: bool = True) -> li
     argv += _render("--media-io-kwargs", io_kwargs, None)
     if cfg.trust_remote_code:
         argv.append("--trust-remote-code")
-    if cfg.media.trust_request_mm_kwargs:
-        argv.append("--trust-request-mm-kwargs")
+    # Always: vl-serve sets a request's media_io_kwargs itself (where the frames it sampled sit
+    # in their video), and its middleware gates the client's own in vLLM's place
+    # (vl_serve.media.kwargs; media.trust_request_mm_kwargs lets mm_processor_kwargs through).
+    argv.append("--trust-request-mm-kwargs")
     argv += ["--host", cfg.server.host, "--port", str(cfg.server.port)]
     if cfg.reasoning.parser:
         argv += ["--reasoning-parser", cfg.reasoning.parser]

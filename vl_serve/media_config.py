@@ -150,10 +150,12 @@ class MediaConfig(_Model):
     trust_request_mm_kwargs: bool = Field(
         False,
         description=(
-            "Pass a request's own mm_processor_kwargs on to the model's processor (vLLM's "
-            "--trust-request-mm-kwargs); vl-serve accepts only fps, num_frames, min_pixels and "
-            "max_pixels there, within bounds. Per-video fps, nframes and pixel fields need no such "
-            "trust: vl-serve applies them itself."
+            "Pass a request's own mm_processor_kwargs on to the model's processor; vl-serve "
+            "accepts only fps, num_frames, min_pixels and max_pixels there, within bounds. Off: "
+            "they are refused with a 400, as vLLM refuses them. (vLLM itself always runs with "
+            "--trust-request-mm-kwargs, with vl-serve as the gate, so that the videos vl-serve "
+            "samples reach it with their real frame times.) Per-video fps, nframes and pixel "
+            "fields need no such trust: vl-serve applies them itself."
         ),
     )
 

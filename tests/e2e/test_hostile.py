@@ -149,6 +149,12 @@ ROWS = {
     "tokenize_three_images": Row(post("/tokenize", {"model": MODEL, "messages": [{"role": "user", "content": [IMAGE] * 3}]}), 400, "too_many_media_items"),
     "invocations_three_images": Row(post("/invocations", {"model": MODEL, "messages": [{"role": "user", "content": [IMAGE] * 3}]}), 400, "too_many_media_items"),
     "completions_processor_kwargs": Row(post("/v1/completions", {"model": MODEL, "prompt": "x", "mm_processor_kwargs": {"do_resize": False}}), 400, "invalid_parameter"),
+    # vLLM trusts request kwargs (vl-serve sets media_io_kwargs itself): the middleware gates them.
+    "chat_processor_kwargs_untrusted": Row(post("/v1/chat/completions", {"model": MODEL, "messages": USER, "mm_processor_kwargs": {"fps": 1}}), 400, "invalid_parameter"),
+    "chat_media_io_kwargs": Row(post("/v1/chat/completions", {"model": MODEL, "messages": USER, "media_io_kwargs": {"video": {"num_frames": 100000}}}), 400, "invalid_parameter"),
+    "tokenize_media_io_kwargs": Row(post("/tokenize", {"model": MODEL, "messages": USER, "media_io_kwargs": {"image": {"image_mode": "RGBA"}}}), 400, "invalid_parameter"),
+    "responses_processor_kwargs": Row(post("/v1/responses", {"model": MODEL, "input": "x", "mm_processor_kwargs": {"fps": 1}}), 400, "invalid_parameter"),
+    "escaped_processor_kwargs_key": Row(post("/v1/completions", b'{"model":"' + MODEL.encode() + b'","prompt":"x","mm\\u005fprocessor_kwargs":{"fps":1}}'), 400, "invalid_parameter"),
     "responses_input_image": Row(post("/v1/responses", {"model": MODEL, "input": [{"role": "user", "content": [{"type": "input_image", "image_url": IMAGE_URL}]}]}), 400, "media_not_supported"),
 }
 # fmt: on

@@ -31,7 +31,7 @@ from PIL import Image
 from tests.helpers.media_files import data_url, mp4_bytes, pixel_bomb_png, png_bytes, video_bytes
 from tests.helpers.media_hosts import MediaHost
 from tests.helpers.photos import photo_jpeg
-from tests.helpers.processors import image_tokens
+from tests.helpers.processors import image_tokens, video_frames, video_tokens
 from tests.helpers.vlserver import VLServer, tiny_config
 from vl_serve.builtin.registry import model_dir
 from vl_serve.config import VLServeConfig
@@ -49,6 +49,9 @@ FETCH_TIMEOUT_S = 2.0
 LOW_DETAIL_PIXELS = 96 * 96
 MAX_ITEMS = 3
 QUESTION = {"type": "text", "text": "What is this?"}
+# long.mp4: 40 frames at 2 fps (20 s), so its frames' real times (up to 19.5 s) are written
+# with more digits than vLLM's default times for a list of frames (1 fps from 0 s).
+LONG_FRAMES, LONG_FPS = 40, 2.0
 
 
 # ------------------------------------------------------------------------------------------
@@ -87,6 +90,7 @@ def samples() -> dict[str, bytes]:
         "img.svg": SVG,
         "bomb.png": pixel_bomb_png(),  # ~48 KB, 20000x20000
         "clip.mp4": mp4_bytes(frames=8, size=64),
+        "long.mp4": mp4_bytes(frames=LONG_FRAMES, size=64, fps=LONG_FPS),
         "clip.webm": video_bytes("webm", frames=8, size=(64, 64)),
         **{f"frame{i}.png": png_bytes(64, 64, (i * 30, 40, 90)) for i in range(8)},
     }
@@ -348,8 +352,86 @@ def test_video_file_fps_nframes_are_sampled_by_vl_serve(
     assert reference["text"] + 8 <= four < eight
     assert tokens(ctx.host.url("clip.mp4"), nframes=4) == four
     assert tokens(str(ctx.allowed / "clip.mp4"), fps=1.0) == four  # 2 s at 1 fps: at least 4
-    assert tokens(frames(ctx, 4)) == four  # the same form as a list of four 64x64 frames
     assert tokens(mp4, nframes=8, max_pixels=32 * 32) < eight  # frames resized, fewer tokens
+
+
+def _default_times(n: int) -> dict[str, Any]:
+    """vLLM's metadata for a list of ``n`` frames without media_io_kwargs: 1 fps from 0 s."""
+    return {"fps": 1.0, "frames_indices": list(range(n)), "total_num_frames": n, "duration": n}
+
+
+# (id, part fields, the frames of long.mp4 vl-serve samples for them)
+LONG_SAMPLES = [
+    ("nframes-4-data", {"nframes": 4}, [0, 13, 26, 39]),
+    ("nframes-8-data", {"nframes": 8}, [0, 6, 11, 17, 22, 28, 33, 39]),
+    ("fps-0.5-data", {"fps": 0.5}, [0, 4, 9, 13, 17, 22, 26, 30, 35, 39]),  # 20 s at 0.5 fps
+    ("nframes-8-http", {"nframes": 8, "by_url": True}, [0, 6, 11, 17, 22, 28, 33, 39]),
+]
+
+
+@STREAM
+@pytest.mark.parametrize(
+    ("fields", "indices"), [r[1:] for r in LONG_SAMPLES], ids=[r[0] for r in LONG_SAMPLES]
+)
+def test_sampled_video_file_costs_what_the_processor_gives_its_real_times(
+    client: openai.OpenAI,
+    ctx: Ctx,
+    reference: dict[str, int],
+    fields: dict[str, Any],
+    indices: list[int],
+    stream: bool,
+) -> None:
+    """A video file sampled by vl-serve reaches the model with its frames' real times: its
+    prompt costs what the tiny model's HF processor computes for those frames with the file's
+    metadata, not what it computes for vLLM's default times of a list of frames."""
+    folder = model_dir(MODEL)
+    data = ctx.samples["long.mp4"]
+    pixels = video_frames(data, indices)
+    real = {
+        "fps": LONG_FPS,
+        "frames_indices": indices,
+        "total_num_frames": LONG_FRAMES,
+        "duration": LONG_FRAMES / LONG_FPS,
+    }
+    expected = video_tokens(folder, pixels, real)
+    default = video_tokens(folder, pixels, _default_times(len(indices)))
+    assert expected != default  # the row tells the real times from the default ones
+    fields = dict(fields)
+    url = ctx.host.url("long.mp4") if fields.pop("by_url", False) else data_url(data, "video/mp4")
+    part = {"type": "video", "video": url, **fields}
+    assert send(client, [part, QUESTION], stream=stream) == reference["text"] + expected
+    # The same frames as the client's own list keep vLLM's default times.
+    listed = [data_url(png_bytes_of(frame)) for frame in pixels]
+    assert send(client, [{"type": "video", "video": listed}, QUESTION], stream=stream) == (
+        reference["text"] + default
+    )
+
+
+def png_bytes_of(frame: Any) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, "PNG")
+    return buf.getvalue()
+
+
+# (id, request fields, the param refused): the module's config leaves
+# media.trust_request_mm_kwargs off, and media_io_kwargs are never a client's to set.
+CLIENT_KWARGS = [
+    ("mm_processor_kwargs-untrusted", {"mm_processor_kwargs": {"fps": 1}}, "mm_processor_kwargs"),
+    ("media_io_kwargs", {"media_io_kwargs": {"video": {"fps": 30, "num_frames": 2}}}, "media_io_kwargs"),
+]  # fmt: skip
+
+
+@STREAM
+@pytest.mark.parametrize(
+    ("extra", "param"), [r[1:] for r in CLIENT_KWARGS], ids=[r[0] for r in CLIENT_KWARGS]
+)
+def test_client_mm_kwargs_refused(
+    client: openai.OpenAI, ctx: Ctx, extra: dict[str, Any], param: str, stream: bool
+) -> None:
+    part = {"type": "video", "video": b64(ctx, "clip.mp4", "video/mp4"), "nframes": 4}
+    exc, err, _elapsed = refusal(client, [part, QUESTION], ctx, stream=stream, extra_body=extra)
+    assert exc.status_code == 400, err
+    assert (err["param"], err["code"]) == (param, "invalid_parameter"), err
 
 
 @STREAM

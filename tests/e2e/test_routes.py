@@ -224,6 +224,51 @@ def test_every_vllm_route(server: VLServer, vllm_routes: list[tuple[str, str]]) 
     assert not wrong, "\n".join(wrong)
 
 
+def answer(srv: VLServer, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body of a keyed POST."""
+    where = urlsplit(srv.base_url)
+    conn = http.client.HTTPConnection(where.hostname or "", where.port, timeout=120)
+    try:
+        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json", **KEYED})
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            return resp.status, json.loads(raw)
+        except ValueError:
+            return resp.status, {}
+    finally:
+        conn.close()
+
+
+CLIENT_KWARGS = {
+    "mm_processor_kwargs": {"fps": 1},
+    "media_io_kwargs": {"video": {"fps": 30, "num_frames": 2}},
+}
+
+
+def test_client_mm_kwargs_refused_on_every_open_post_route(
+    server: VLServer, vllm_routes: list[tuple[str, str]]
+) -> None:
+    """vLLM runs with --trust-request-mm-kwargs (vl-serve sets media_io_kwargs itself), so with
+    media.trust_request_mm_kwargs off no open POST route may take a client's mm_processor_kwargs
+    or media_io_kwargs: vl-serve's 400 names the field on each."""
+    wrong, checked = [], []
+    for method, template in vllm_routes:
+        path = concrete(method, template)
+        route = routes.classify(method, path)
+        if method != "POST" or route is None or route.group not in routes.OPEN_GROUPS:
+            continue
+        checked.append(path)
+        for key, value in CLIENT_KWARGS.items():
+            status, body = answer(server, path, {**BODIES.get(path, {}), key: value})
+            err = body.get("error") or {}
+            if (status, err.get("param"), err.get("code")) != (400, key, "invalid_parameter"):
+                wrong.append(f"POST {path} with {key}: {status} {body}")
+    print(f"\n{len(checked)} open POST routes checked: {' '.join(checked)}")
+    assert {"/v1/chat/completions", "/v1/completions", "/tokenize"} <= set(checked)
+    assert not wrong, "\n".join(wrong)
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     sorted(routes.OWN_ROUTES),

@@ -177,9 +177,64 @@ REFUSED = [
     pytest.param("/pooling", as_json({"messages": [{"role": "user", "content": [{"image_url": {"url": IMAGE}}]}]}), 400, "media_not_supported", "messages[0].content[0]", id="pooling_typeless_part"),
     pytest.param("/v1/score", as_json({"data_1": {"content": [{"type": "video_url", "video_url": {"url": "x"}}]}}), 400, "media_not_supported", "data_1.content[0]", id="score_video"),
     pytest.param("/inference/v1/generate", as_json({"token_ids": [1], "features": {"kwargs_data": ["AAAA"]}}), 400, "media_not_supported", "features", id="token_in_features"),
-    pytest.param("/v1/responses", as_json({"input": "x", "mm_processor_kwargs": {"bogus": 1}}), 400, "invalid_parameter", "mm_processor_kwargs.bogus", id="responses_processor_kwargs"),
+    pytest.param("/v1/responses", as_json({"input": "x", "mm_processor_kwargs": {"bogus": 1}}), 400, "invalid_parameter", "mm_processor_kwargs", id="responses_processor_kwargs"),
+    pytest.param("/v1/completions", raw(b'{"prompt":"x","mm\\u005fprocessor_kwargs":{"fps":1}}'), 400, "invalid_parameter", "mm_processor_kwargs", id="escaped_processor_kwargs_key"),
 ]
 # fmt: on
+
+# A body of each route whose vLLM request model takes mm_processor_kwargs / media_io_kwargs
+# (chat, batch, render, completions, responses, tokenize, pooling, embeddings, score, rerank,
+# classify), and of routes whose models do not (Anthropic messages, token-in generate): vLLM
+# runs with --trust-request-mm-kwargs, so the middleware is the one gate on all of them.
+# fmt: off
+KWARGS_ROUTES = [
+    pytest.param("/v1/chat/completions", {"messages": USER}, id="chat"),
+    pytest.param("/v1/chat/completions/batch", {"messages": [USER, USER]}, id="chat_batch"),
+    pytest.param("/v1/chat/completions/render", {"messages": USER}, id="chat_render"),
+    pytest.param("/v1/completions", {"prompt": "x"}, id="completions"),
+    pytest.param("/v1/completions/render", {"prompt": "x"}, id="completions_render"),
+    pytest.param("/invocations", {"messages": USER}, id="invocations_chat"),
+    pytest.param("/invocations", {"prompt": "x"}, id="invocations_prompt"),
+    pytest.param("/tokenize", {"messages": USER}, id="tokenize_chat"),
+    pytest.param("/tokenize", {"prompt": "x"}, id="tokenize_prompt"),
+    pytest.param("/v1/responses", {"input": "x"}, id="responses"),
+    pytest.param("/pooling", {"messages": USER}, id="pooling_chat"),
+    pytest.param("/pooling", {"input": "x"}, id="pooling"),
+    pytest.param("/v1/embeddings", {"input": "x"}, id="embeddings"),
+    pytest.param("/v1/score", {"data_1": "a", "data_2": "b"}, id="score"),
+    pytest.param("/v1/rerank", {"query": "a", "documents": ["b"]}, id="rerank"),
+    pytest.param("/classify", {"input": "x"}, id="classify"),
+    pytest.param("/v1/messages", {"max_tokens": 1, "messages": USER}, id="anthropic_messages"),
+    pytest.param("/inference/v1/generate", {"token_ids": [1]}, id="token_in_generate"),
+]
+# fmt: on
+CLIENT_KWARGS = [
+    pytest.param("mm_processor_kwargs", {"fps": 1}, False, id="processor_untrusted"),
+    pytest.param("mm_processor_kwargs", {"fps": 1}, True, id="processor_trusted"),
+    pytest.param("media_io_kwargs", {"video": {"fps": 1}}, False, id="media_io_untrusted"),
+    pytest.param("media_io_kwargs", {"video": {"fps": 1}}, True, id="media_io_trusted"),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@pytest.mark.parametrize(("key", "value", "trusted"), CLIENT_KWARGS)
+@pytest.mark.parametrize(("path", "doc"), KWARGS_ROUTES)
+def test_client_mm_kwargs_on_every_route(
+    path: str, doc: dict[str, Any], key: str, value: dict[str, Any], trusted: bool, stream: bool
+) -> None:
+    """mm_processor_kwargs reach vLLM only under media.trust_request_mm_kwargs, media_io_kwargs
+    never: the same answer on every route, before vLLM reads the body."""
+    tc, app = client(trust_request_mm_kwargs=trusted)
+    sent = as_json({**doc, key: value})(stream)
+    resp = post(tc, path, sent)
+    if key == "mm_processor_kwargs" and trusted:
+        assert resp.status_code == 200, resp.text
+        assert [(p, json.loads(b)[key]) for p, b in app.seen] == [(path, value)]
+        return
+    err = assert_refused(resp, 400, "invalid_parameter", key)
+    assert app.seen == []
+    wording = "disabled on this server" if key == "mm_processor_kwargs" else "not accepted"
+    assert wording in err["message"], err
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])

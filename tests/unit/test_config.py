@@ -69,6 +69,16 @@ def test_fields_map_to_vllm_flags() -> None:
     assert args.middleware == ["vl_serve.server.stack.ServerStack"]
 
 
+@pytest.mark.parametrize("trusted", [False, True], ids=["untrusted", "trusted"])
+def test_vllm_always_trusts_request_kwargs_the_middleware_gates(trusted: bool) -> None:
+    """vl-serve sets media_io_kwargs for the videos it samples, so vLLM takes request kwargs
+    either way; media.trust_request_mm_kwargs is the middleware's switch (vl_serve.media.kwargs)."""
+    cfg = _cfg(media={"trust_request_mm_kwargs": trusted})
+    argv = build_argv(cfg, cfg.model)
+    assert argv.count("--trust-request-mm-kwargs") == 1
+    assert vllm_parser().parse_args(argv).trust_request_mm_kwargs is True
+
+
 BAD = [
     pytest.param({"max_num_seqs": 0}, "max_num_seqs", "greater than or equal to 1", id="bound"),
     pytest.param({"tensor_paralel_size": 2}, "tensor_paralel_size", "unknown field", id="typo"),

@@ -23,8 +23,12 @@ hold media (``/v1/chat/completions`` and its batch and render routes, ``/invocat
 * applies per-video ``fps``/``nframes``/``min_pixels``/``max_pixels``/``resized_*`` itself: a
   video file is sampled (only the needed frames decoded, with OpenCV) into vLLM's frame-list
   form ``data:video/jpeg;base64,<frame>,<frame>,...`` and the frames resized like images, so no
-  per-request ``mm_processor_kwargs`` are needed; client ``mm_processor_kwargs`` are accepted
-  only for a few keys, within bounds.
+  per-request ``mm_processor_kwargs`` are needed; the request's ``media_io_kwargs`` then tell
+  vLLM where the sampled frames sit in the file (its frame rate, the frame numbers), so the
+  model is told their real times;
+* gates client processor kwargs in vLLM's place (vLLM runs with ``--trust-request-mm-kwargs``):
+  ``mm_processor_kwargs`` only with ``media.trust_request_mm_kwargs``, and then a few keys within
+  bounds; ``media_io_kwargs`` never.
 
 Refusals raise :class:`MediaError` (the request path's one error type, status 400, or 413 for
 byte sizes, with a machine-readable ``code``) whose message names the item

@@ -5,6 +5,16 @@ sampled here, as qwen-vl-utils samples (only the needed frames decoded), and the
 like images; a list of frames (URLs, paths or vLLM's ``data:video/jpeg;base64,<f1>,<f2>,...``)
 is sampled to ``nframes`` and every frame checked as an image. Either way the result is vLLM's
 frame-list form, so no per-request ``mm_processor_kwargs`` are needed.
+
+vLLM gives a frame list the times of a 1 fps video of those frames alone unless the request's
+``media_io_kwargs["video"]`` says otherwise, and Qwen3-VL writes those times into the prompt. So
+for frames sampled here from a file, :func:`request_video_kwargs` sets them to where the frames
+sit in the file: its frame rate, the frame numbers, its frame count and duration, as vLLM's
+OpenCV loader reports them when it samples a file itself. Those kwargs apply to every video of
+the request, so they are set only when every video of the request is a file sampled here and
+all of them have the same figures; otherwise (two files sampled to different frames, a file
+next to a list of frames or a file passed on as it came) none are set and the frames keep vLLM's
+default times, as a client's own list of frames always does.
 """
 
 from __future__ import annotations
@@ -58,9 +68,26 @@ async def video(found: Item, ctx: Context) -> dict[str, Any]:
     # Sampled and resized here, into the frame-list form: no per-request processor kwargs.
     n = _file_nframes(found, info, cfg)
     with metrics.MEDIA_DECODE_SECONDS.time():
-        decoded = await in_thread(decode_frames, data, info, n, limits)
+        sampled = await in_thread(decode_frames, data, info, n, limits)
     del data
-    return await _frame_list(found, decoded, _as_is, ctx)
+    part = await _frame_list(found, sampled.frames, _as_is, ctx)
+    found.video_metadata = sampled.metadata()
+    return part
+
+
+def request_video_kwargs(items: list[Item]) -> dict[str, Any] | None:
+    """The request's ``media_io_kwargs`` telling vLLM where sampled frames sit, or None.
+
+    Set only when every video item of the request was sampled here from a file and all of them
+    have the same figures (the kwargs apply to every video of the request). ``num_frames`` is
+    the count sent: vLLM's loader reads that many frames of the list (its default, or a server
+    ``num_frames`` it drops once a request sets ``fps``, could be fewer).
+    """
+    videos = [found.video_metadata for found in items if found.modality == "video"]
+    first = videos[0] if videos else None
+    if first is None or any(other != first for other in videos[1:]):
+        return None
+    return {"video": {**first, "num_frames": len(first["frames_indices"])}}
 
 
 def _file_nframes(found: Item, info: VideoInfo, cfg: MediaConfig) -> int:

@@ -76,7 +76,7 @@ def _check_dims(w: int, h: int, limits: ImageLimits, what: str) -> None:
 
 
 def _target_size(
-    w: int, h: int, resize: Resize | None, limits: ImageLimits, budget: Budget | None
+    w: int, h: int, resize: Resize | None, limits: ImageLimits, budget: Budget | None, fmt: str
 ) -> tuple[int, int] | None:
     """The size to resize a ``w`` x ``h`` (upright) image to, or None to leave it as it is.
 
@@ -84,7 +84,7 @@ def _target_size(
     the result is one the processor keeps; without one, the image is scaled to the bounds.
     """
     if not resize:
-        return budget.presize(w, h) if budget is not None else None
+        return budget.presize(w, h, fmt) if budget is not None else None
     if resize.width is not None or resize.height is not None:
         tw = resize.width or max(1, round(w * (resize.height or h) / h))
         th = resize.height or max(1, round(h * (resize.width or w) / w))
@@ -203,7 +203,7 @@ def check_image(
     assert fmt is not None  # complete=True: refused rather than undecided
     mime = IMAGE_MIME[fmt]
     dims = exact_size(data, fmt)
-    if dims is not None and not resize and (budget is None or budget.presize(*dims) is None):
+    if dims is not None and not resize and (budget is None or budget.presize(*dims, fmt) is None):
         return CheckedImage(data, mime, *dims)  # nothing to change: no Pillow at all
     try:
         with Image.open(io.BytesIO(data), formats=[fmt]) as im:
@@ -213,7 +213,7 @@ def check_image(
             # Read before any pixel, as vLLM's loader reads it.
             orientation = _orientation(im)
             upright = (h, w) if orientation >= 5 else (w, h)
-            target = _target_size(*upright, resize, limits, budget)
+            target = _target_size(*upright, resize, limits, budget, fmt)
             if target is None:
                 return CheckedImage(data, mime, w, h)
             return _resized(im, fmt, target, orientation)

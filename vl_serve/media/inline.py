@@ -77,7 +77,7 @@ def _within_budget(head: bytes, fmt: str, ctx: Context) -> bool:
     if ctx.budget is None:
         return True
     dims = exact_size(head, fmt) or header_size(head, fmt)
-    return dims is not None and ctx.budget.presize(*dims) is None
+    return dims is not None and ctx.budget.presize(*dims, fmt) is None
 
 
 def kept_as_sent(found: Item, ctx: Context) -> bool:

@@ -1,9 +1,12 @@
 """Client processor kwargs (``mm_processor_kwargs``, ``media_io_kwargs``) and numbers, in bounds.
 
-Where vLLM runs with ``trust_request_mm_kwargs``, whatever a client puts in
-``mm_processor_kwargs`` reaches the model's processor; so only ``fps``, ``num_frames``,
-``min_pixels`` and ``max_pixels`` are accepted, within bounds, and ``media_io_kwargs`` is refused.
-The same bounds apply to the per-item options read by :mod:`vl_serve.media.parts`.
+vLLM always runs with ``--trust-request-mm-kwargs`` (vl-serve sets a request's
+``media_io_kwargs`` itself, to tell vLLM where the frames it sampled sit in their video), so this
+is the gate in its place, on every route whose body may carry them: a client's
+``mm_processor_kwargs`` are refused unless ``media.trust_request_mm_kwargs`` is set, and then only
+``fps``, ``num_frames``, ``min_pixels`` and ``max_pixels`` are accepted, within bounds; a client's
+``media_io_kwargs`` are always refused. The same bounds apply to the per-item options read by
+:mod:`vl_serve.media.parts`.
 """
 
 from __future__ import annotations
@@ -69,6 +72,15 @@ def sanitize(body: dict[str, Any], cfg: MediaConfig) -> bool:
         raise MediaError(
             400, "mm_processor_kwargs must be an object", "mm_processor_kwargs", "invalid_parameter"
         )
+    if kwargs and not cfg.trust_request_mm_kwargs:
+        raise MediaError(
+            400,
+            "Per-request mm_processor_kwargs are disabled on this server because they can change "
+            "multimodal preprocessing resource usage; set fps / nframes / min_pixels / max_pixels "
+            "on the media item instead",
+            "mm_processor_kwargs",
+            "invalid_parameter",
+        )
     for key, value in kwargs.items():
         where = f"mm_processor_kwargs.{key}"
         if key not in _PROCESSOR_KEYS:
@@ -88,8 +100,9 @@ def sanitize(body: dict[str, Any], cfg: MediaConfig) -> bool:
 def sanitize_mm_kwargs(body: dict[str, Any], settings: dict[str, Any]) -> bool:
     """Check client ``mm_processor_kwargs``/``media_io_kwargs`` on any route that takes them.
 
-    Only ``fps``, ``num_frames``, ``min_pixels`` and ``max_pixels`` are accepted, within bounds;
-    ``media_io_kwargs`` is refused. Needed wherever vLLM runs with ``--trust-request-mm-kwargs``.
+    ``mm_processor_kwargs`` only where ``media.trust_request_mm_kwargs`` is set, and then only
+    ``fps``, ``num_frames``, ``min_pixels`` and ``max_pixels``, within bounds; ``media_io_kwargs``
+    never. vLLM runs with ``--trust-request-mm-kwargs``: this is the check in its place.
     Returns True if the body changed (empty values removed).
     """
     return sanitize(body, config(settings))

@@ -44,6 +44,8 @@ class Item:
     fps: float | None = None
     nframes: int | None = None
     prompt: int = 0  # which conversation of a batch request
+    # Where the frames sampled here from a video file sit in it (vLLM's video metadata).
+    video_metadata: dict[str, Any] | None = None
 
 
 def _url_field(value: Any, where: str, key: str) -> tuple[Any, Any]:

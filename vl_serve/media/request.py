@@ -1,7 +1,8 @@
 """The media entry point of one chat request: every item found, counted, fetched and checked.
 
 :func:`prepare_request` rewrites each media part in place into vLLM's OpenAI form with a checked
-``data:`` URL. Inline images that vLLM may read as sent are checked from their header without
+``data:`` URL, and sets the request's ``media_io_kwargs`` where frames sampled here from a video
+file need their real times (:func:`vl_serve.media.frames.request_video_kwargs`). Inline images that vLLM may read as sent are checked from their header without
 leaving the caller's turn of the event loop; the other items are fetched and checked together,
 and the first refusal cancels the rest.
 """
@@ -13,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from vl_serve.media.errors import MediaError, Refusal, bad, refused
-from vl_serve.media.frames import video
+from vl_serve.media.frames import request_video_kwargs, video
 from vl_serve.media.images import check_image
 from vl_serve.media.inline import kept_as_sent
 from vl_serve.media.kwargs import sanitize
@@ -101,6 +102,7 @@ async def prepare_request(body: dict[str, Any], settings: dict[str, Any]) -> boo
     if not items:
         return changed
     ctx = Context(cfg, policy, budget(settings))
+    found_all = items
     sent = len(items)
     items = [found for found in items if not kept_as_sent(found, ctx)]
     if sent > len(items):  # inline images passed on as sent
@@ -115,4 +117,8 @@ async def prepare_request(body: dict[str, Any], settings: dict[str, Any]) -> boo
         if new is not None:
             found.content[found.index] = new
             changed = True
+    io_kwargs = request_video_kwargs(found_all)
+    if io_kwargs is not None:  # the client's own were refused by sanitize()
+        body["media_io_kwargs"] = io_kwargs
+        changed = True
     return changed

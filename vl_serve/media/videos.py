@@ -2,15 +2,19 @@
 
 :func:`check_video` reads the container header (MP4/MOV or WebM/Matroska, nothing decoded) and
 holds its frame size, frame count and duration against the limits. Only a video that passed may
-then have frames decoded (:func:`decode_frames`, OpenCV). Everything here is blocking and
-CPU-bound: run it in a worker thread.
+then have frames decoded (:func:`decode_frames`, OpenCV), which also says where they sit in the
+video (:class:`Sampled`): the figures vLLM's own OpenCV loader reports for the frames it samples,
+so that the model is told their real times. Everything here is blocking and CPU-bound: run it in a
+worker thread.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 import os
 import tempfile
+from dataclasses import dataclass
 from typing import Any
 
 from vl_serve.media.containers import (
@@ -28,6 +32,34 @@ from vl_serve.media.webm import parse_webm
 # 16 frames ahead of the target and decodes forward from there: a seek costs at least 16 frame
 # decodes, more when that keyframe is further back.
 _SEEK_BACK = 16
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """Frames decoded from a video file, and where they sit in it.
+
+    ``fps`` is OpenCV's frame rate of the stream (the container's, where OpenCV has none; None
+    where neither knows one), ``indices`` the frame numbers decoded, ``total`` the frames they
+    were spread over.
+    """
+
+    frames: list[bytes]
+    fps: float | None
+    indices: list[int]
+    total: int
+
+    def metadata(self) -> dict[str, Any] | None:
+        """vLLM's video metadata for these frames, keyed as ``media_io_kwargs["video"]`` takes
+        it: what vLLM's OpenCV loader reports when it samples the same frames itself. None
+        without a frame rate: no times to tell."""
+        if self.fps is None:
+            return None
+        return {
+            "fps": self.fps,
+            "frames_indices": list(self.indices),
+            "total_num_frames": self.total,
+            "duration": self.total / self.fps,
+        }
 
 
 def _step_over(position: int, index: int, keyframes: tuple[int, ...] | None) -> bool:
@@ -69,7 +101,7 @@ def even_indices(total: int, n: int) -> list[int]:
     return [round(i * step) for i in range(n)]
 
 
-def decode_frames(data: bytes, info: VideoInfo, n: int, limits: VideoLimits) -> list[bytes]:
+def decode_frames(data: bytes, info: VideoInfo, n: int, limits: VideoLimits) -> Sampled:
     """JPEG bytes of ``n`` frames spread evenly over a video already passed by :func:`check_video`.
 
     The bytes go to a file in a private temporary folder (OpenCV reads files only); only the
@@ -90,7 +122,7 @@ def decode_frames(data: bytes, info: VideoInfo, n: int, limits: VideoLimits) -> 
             cap.release()
 
 
-def _read_frames(cv2: Any, cap: Any, info: VideoInfo, n: int, limits: VideoLimits) -> list[bytes]:
+def _read_frames(cv2: Any, cap: Any, info: VideoInfo, n: int, limits: VideoLimits) -> Sampled:
     corrupt = Refusal(f"the video's {info.container.upper()} frames could not be decoded")
     if not cap.isOpened():
         raise corrupt
@@ -101,9 +133,13 @@ def _read_frames(cv2: Any, cap: Any, info: VideoInfo, n: int, limits: VideoLimit
     decodable = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     if 0 < decodable < total:
         total = decodable
+    fps: float | None = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    if not (fps and math.isfinite(fps) and fps > 0):  # OpenCV knows no rate: the container's
+        fps = info.frames / info.seconds if info.seconds > 0 else None
+    indices = even_indices(total, min(n, total))
     out: list[bytes] = []
     position = 0  # the frame the next read() returns
-    for index in even_indices(total, min(n, total)):
+    for index in indices:
         if not _step_over(position, index, info.keyframes):
             cap.set(cv2.CAP_PROP_POS_FRAMES, index)
         else:
@@ -120,4 +156,4 @@ def _read_frames(cv2: Any, cap: Any, info: VideoInfo, n: int, limits: VideoLimit
         if not ok:
             raise corrupt
         out.append(encoded.tobytes())
-    return out
+    return Sampled(out, fps, indices, total)

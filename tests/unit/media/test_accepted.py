@@ -130,15 +130,19 @@ def test_qwen_video_file_is_sampled_into_frames(
     media: dict[str, Any],
     count: int,
 ) -> None:
-    """fps / nframes on a video file: vl-serve decodes the frames, no processor kwargs."""
+    """fps / nframes on a video file: vl-serve decodes the frames, no processor kwargs; the
+    request's media_io_kwargs say where the frames sit in the file."""
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # where the video is decoded from
     body = chat({"type": "video", "video": server.url(name), **fields})
-    body["mm_processor_kwargs"] = {"fps": 1}  # the client's own stay as they are
-    assert run(body, settings(**LOOPBACK, **media)) is True
+    body["mm_processor_kwargs"] = {"fps": 1}  # a trusted client's own stay as they are
+    assert run(body, settings(**LOOPBACK, **media, trust_request_mm_kwargs=True)) is True
     assert body["mm_processor_kwargs"] == {"fps": 1}
     frames = frame_list(body)
     assert len(frames) == count
     assert {f.size for f in frames} == {(64, 48)}
+    timing = body["media_io_kwargs"]["video"]
+    assert (timing["fps"], timing["total_num_frames"], timing["duration"]) == (10.0, 20, 2.0)
+    assert len(timing["frames_indices"]) == timing["num_frames"] == count
     assert list(tmp_path.iterdir()) == []  # the private temp folder is gone
 
 
@@ -151,6 +155,15 @@ def test_qwen_video_file_sampling_picks_the_right_frames(samples: dict[str, byte
     expected = [i * 12 for i in (0, 6, 13, 19)]  # 4 of 20, evenly, first and last included
     assert all(abs(g - e) < 8 for g, e in zip(grays, expected, strict=True)), grays
     assert "mm_processor_kwargs" not in body
+    assert body["media_io_kwargs"] == {
+        "video": {
+            "fps": 10.0,
+            "frames_indices": [0, 6, 13, 19],
+            "total_num_frames": 20,
+            "duration": 2.0,
+            "num_frames": 4,
+        }
+    }
 
 
 def test_qwen_video_file_pixel_budget_resizes_the_frames(server: MediaHost) -> None:
@@ -217,21 +230,42 @@ def test_detail_low_cuts_pixels_high_keeps_them(samples: dict[str, bytes]) -> No
     assert out.size == (128, 128)
 
 
-def test_client_processor_kwargs_are_bounded() -> None:
-    st = settings()
-    ok = {"messages": [], "mm_processor_kwargs": {"fps": 1, "max_pixels": 1000}}
-    assert sanitize_mm_kwargs(ok, st) is False
-    cases: list[tuple[dict[str, Any], str]] = [
-        ({"mm_processor_kwargs": {"do_resize": False}}, "mm_processor_kwargs.do_resize"),
-        ({"mm_processor_kwargs": {"num_frames": 10_000}}, "mm_processor_kwargs.num_frames"),
-        ({"mm_processor_kwargs": {"max_pixels": 10**12}}, "mm_processor_kwargs.max_pixels"),
-        ({"mm_processor_kwargs": {"fps": "2"}}, "mm_processor_kwargs.fps"),
-        ({"media_io_kwargs": {"video": {"num_frames": 10_000}}}, "media_io_kwargs"),
-    ]
-    for bad, field in cases:
+# (body fields, trusted, the param of the 400 or None: accepted as sent)
+CLIENT_KWARGS = [
+    pytest.param({"mm_processor_kwargs": {"fps": 1}}, False, "mm_processor_kwargs", id="untrusted"),
+    pytest.param({"mm_processor_kwargs": {"fps": 1, "max_pixels": 1000}}, True, None, id="trusted"),
+    pytest.param({"mm_processor_kwargs": {}}, False, None, id="empty-untrusted"),
+    pytest.param({"mm_processor_kwargs": None}, False, None, id="null-untrusted"),
+    pytest.param({"mm_processor_kwargs": "x"}, True, "mm_processor_kwargs", id="not-an-object"),
+    pytest.param({"mm_processor_kwargs": {"do_resize": False}}, True, "mm_processor_kwargs.do_resize", id="unknown-key"),
+    pytest.param({"mm_processor_kwargs": {"num_frames": 10_000}}, True, "mm_processor_kwargs.num_frames", id="num_frames"),
+    pytest.param({"mm_processor_kwargs": {"max_pixels": 10**12}}, True, "mm_processor_kwargs.max_pixels", id="max_pixels"),
+    pytest.param({"mm_processor_kwargs": {"fps": "2"}}, True, "mm_processor_kwargs.fps", id="fps-string"),
+    pytest.param({"media_io_kwargs": {"video": {"num_frames": 4}}}, True, "media_io_kwargs", id="media_io-trusted"),
+    pytest.param({"media_io_kwargs": {"video": {"fps": 30}}}, False, "media_io_kwargs", id="media_io-untrusted"),
+    pytest.param({"media_io_kwargs": {}}, False, None, id="media_io-empty"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fields", "trusted", "param"), CLIENT_KWARGS)
+def test_client_processor_kwargs(fields: dict[str, Any], trusted: bool, param: str | None) -> None:
+    """Refused unless media.trust_request_mm_kwargs, then bounded; media_io_kwargs never."""
+    st = settings(trust_request_mm_kwargs=trusted)
+    body = {"messages": [], **copy.deepcopy(fields)}
+    if param is not None:
         with pytest.raises(MediaError) as info:
-            sanitize_mm_kwargs({"messages": [], **bad}, st)
-        assert info.value.status == 400 and info.value.param == field, bad
+            sanitize_mm_kwargs(body, st)
+        assert info.value.status == 400 and info.value.param == param, fields
+        assert info.value.code == "invalid_parameter"
+        return
+    changed = sanitize_mm_kwargs(body, st)
+    kept = {k: v for k, v in fields.items() if v}  # empty values are removed
+    assert body == {"messages": [], **kept}
+    assert changed is (kept != fields)
+
+
+def test_item_video_options_are_checked_on_the_item() -> None:
+    st = settings()
     # per-video settings are checked on the item, and never become processor kwargs
     err = refused(chat({"type": "video", "video": data_url("video/mp4", b"x"), "fps": 99}), st)
     assert err.param == "messages[0].content[1].fps"
