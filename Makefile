@@ -30,7 +30,7 @@ serve: install
 # `make test-long` runs the modules that start several servers or a stack of their own (a Ray
 # cluster, Prometheus, a server per lifecycle scenario, one per tiny model): about 16 minutes.
 # CI runs it after `make test`.
-LONG := tests/e2e/test_multinode.py tests/e2e/test_reliability.py tests/e2e/test_prometheus.py tests/e2e/test_plan_vllm.py
+LONG := tests/e2e/test_reliability.py tests/e2e/test_multinode.py tests/e2e/test_prometheus.py tests/e2e/test_plan_vllm.py
 test: install
 	$(BIN)/python -m pytest --ignore=tests/e2e/test_bench_smoke.py $(addprefix --ignore=,$(LONG)) $(PYTEST_ARGS)
 

@@ -88,6 +88,9 @@ def test_sigterm_during_four_streams_drains_and_exits_0() -> None:
             for first in firsts
         ]
         assert all(first.wait(120) for first in firsts)
+        # A loaded machine may start the streams seconds apart: the drain is checked on those
+        # still open at the signal (all four, on an idle machine), and at least two must be.
+        open_at_signal = [s for s in streams if not s.done_at]
         signalled = time.monotonic()
         os.kill(server.proc.pid, signal.SIGTERM)  # the vl-serve process only, as docker stop
         ready = httpx.get(server.url("/ready"), timeout=10)
@@ -105,15 +108,18 @@ def test_sigterm_during_four_streams_drains_and_exits_0() -> None:
             refused=[o.status for o in refused],
             streams_done_s=[round(s.done_at - signalled, 2) for s in streams],
             tokens=[len(s.events) - 1 for s in streams],
+            open_at_signal=len(open_at_signal),
             exit_status=rc,
             exit_s=round(exit_s, 2),
         )
         assert ready.status_code == 503 and ready.json() == {"status": "draining"}
         for outcome in refused:
             _assert_refused(outcome, 503, "server_draining")
+        assert len(open_at_signal) >= 2
         for stream in streams:
             assert stream.status == 200 and stream.finished, stream.events[-3:]
             assert len(stream.events) >= _LONG  # every token came, the ones after the signal too
+        for stream in open_at_signal:
             assert stream.done_at > checked  # still open while /ready and the refusals were seen
         assert rc == 0
         assert exit_s < drain_timeout
