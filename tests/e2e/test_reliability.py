@@ -95,10 +95,17 @@ def test_sigterm_during_four_streams_drains_and_exits_0() -> None:
         os.kill(server.proc.pid, signal.SIGTERM)  # the vl-serve process only, as docker stop
         # The signal goes through the supervisor to the API server's loop: a probe sent in the
         # same millisecond may still be answered 200, so /ready is polled (every 10 ms, 5 s).
-        ready = httpx.get(server.url("/ready"), timeout=10)
-        while ready.status_code == 200 and time.monotonic() - signalled < 5:
-            time.sleep(0.01)
+        try:
             ready = httpx.get(server.url("/ready"), timeout=10)
+            while ready.status_code == 200 and time.monotonic() - signalled < 5:
+                time.sleep(0.01)
+                ready = httpx.get(server.url("/ready"), timeout=10)
+        except httpx.TransportError as exc:
+            states = [(s.status, len(s.events), round(s.done_at - signalled, 2)) for s in streams]
+            raise AssertionError(
+                f"/ready after SIGTERM: {exc}; streams (status, events, done_s): {states}; "
+                f"exit {server.proc.poll()}\n{server.log_tail(80)}"
+            ) from exc
         ready_s = time.monotonic() - signalled
         refused = [post(server.base_url, chat_body(stream=s)) for s in (True, False)]
         checked = time.monotonic()
